@@ -1,0 +1,7 @@
+"""``python -m hipseg``."""
+
+import sys
+
+from hipseg.cli import main
+
+sys.exit(main())

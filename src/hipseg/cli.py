@@ -1,0 +1,184 @@
+"""The ``hipseg`` command: parses arguments, builds the config, calls one workflow.
+
+The only place that configures logging and turns a :class:`HipsegError` into one line on
+stderr and a non-zero exit code.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import logging
+import sys
+from pathlib import Path
+
+from hipseg.core.config import HipsegConfig
+from hipseg.core.errors import HipsegError
+
+__all__ = ["main", "build_parser"]
+
+logger = logging.getLogger("hipseg")
+
+
+def _add_common(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--no-progress", action="store_true", help="hide progress bars")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+
+
+def _add_device(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda, cuda:N")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="hipseg",
+        description="Hip-joint CT segmentation with anatomically correct gaps (multi-planar UNet).",
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("phantom", help="make synthetic hip CTs with accurate and coarse labels")
+    p.add_argument("out", type=Path, help="output folder (images/, labels/, labels_coarse/)")
+    p.add_argument("--cases", type=int, default=4, help="number of cases (default 4)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--from-meshes", type=Path, metavar="DIR",
+                   help="build cases from closed bone meshes (STL/OBJ, mm) in DIR")
+    p.add_argument("--mirror", action="store_true",
+                   help="with --from-meshes: mirror one-sided meshes to the other side")
+    p.add_argument("--spacing", type=float, nargs=3, default=(1.5, 1.5, 1.5), metavar="MM",
+                   help="with --from-meshes: voxel spacing in mm (default 1.5 1.5 1.5)")
+    _add_common(p)
+
+    p = sub.add_parser("train", help="train a model (from scratch, or from --init to fine-tune)")
+    p.add_argument("data", type=Path, help="folder with images/ and a labels folder")
+    p.add_argument("--out", type=Path, required=True, help="model folder to write")
+    p.add_argument("--labels-dir", default="labels",
+                   help="labels subfolder: labels (accurate) or labels_coarse (default labels)")
+    p.add_argument("--init", type=Path, metavar="MODEL", help="start from this model (all layers)")
+    defaults = HipsegConfig()
+    p.add_argument("--epochs", type=int, default=defaults.train.epochs)
+    p.add_argument("--steps-per-epoch", type=int, default=defaults.train.steps_per_epoch)
+    p.add_argument("--batch-size", type=int, default=defaults.train.batch_size)
+    p.add_argument("--lr", type=float, default=defaults.train.learning_rate)
+    p.add_argument("--seed", type=int, default=defaults.train.seed)
+    p.add_argument("--views", type=int, default=defaults.views.n_views, help="number of views")
+    p.add_argument("--base-width", type=int, default=defaults.model.base_width)
+    p.add_argument("--depth", type=int, default=defaults.model.depth)
+    _add_device(p)
+    _add_common(p)
+
+    p = sub.add_parser("predict", help="segment CT scans")
+    p.add_argument("model", type=Path, help="model folder")
+    p.add_argument("inputs", type=Path, nargs="+", help="NIfTI images")
+    p.add_argument("--out", type=Path, required=True, help="output folder")
+    p.add_argument("--save-probabilities", action="store_true",
+                   help="also write <case>_probabilities.nii.gz (mean over views, classes last)")
+    _add_device(p)
+    _add_common(p)
+
+    p = sub.add_parser("evaluate", help="score predictions against reference labels")
+    p.add_argument("--labels", type=Path, required=True, help="folder of reference label maps")
+    p.add_argument("--predictions", type=Path, required=True, help="folder of predicted label maps")
+    p.add_argument("--model", type=Path, help="model folder whose label table to use (default: built-in)")
+    p.add_argument("--out", type=Path, help="per-case CSV to write")
+    _add_common(p)
+
+    p = sub.add_parser("demo", help="phantoms -> pre-train -> fine-tune -> predict -> evaluate")
+    p.add_argument("--out", type=Path, default=Path("demo_output"))
+    p.add_argument("--seed", type=int, default=0)
+    _add_device(p)
+    _add_common(p)
+    return parser
+
+
+def _run_phantom(args: argparse.Namespace) -> None:
+    from hipseg.workflows.phantom import write_mesh_dataset, write_procedural_dataset
+
+    if args.cases < 1:
+        raise HipsegError("--cases must be at least 1")
+    if args.from_meshes is not None:
+        write_mesh_dataset(args.out, args.from_meshes, args.cases, args.seed,
+                           spacing_mm=args.spacing, mirror=args.mirror, progress=not args.no_progress)
+    else:
+        write_procedural_dataset(args.out, args.cases, args.seed, progress=not args.no_progress)
+    print(f"wrote {args.cases} cases to {args.out}")
+
+
+def _run_train(args: argparse.Namespace) -> None:
+    from hipseg.io import find_cases
+    from hipseg.workflows.device import select_device
+    from hipseg.workflows.train import train
+
+    defaults = HipsegConfig()
+    config = dataclasses.replace(
+        defaults,
+        views=dataclasses.replace(defaults.views, n_views=args.views),
+        model=dataclasses.replace(defaults.model, base_width=args.base_width, depth=args.depth),
+        train=dataclasses.replace(defaults.train, epochs=args.epochs,
+                                  steps_per_epoch=args.steps_per_epoch, batch_size=args.batch_size,
+                                  learning_rate=args.lr, seed=args.seed),
+    )
+    cases = find_cases(args.data / "images", args.data / args.labels_dir)
+    result = train(cases, config, args.out, device=select_device(args.device),
+                   init_model=args.init, progress=not args.no_progress)
+    print(f"model written to {result.model_dir} (best epoch {result.best_epoch} of "
+          f"{result.epochs_run}, validation loss {result.best_val_loss:.4f})")
+
+
+def _run_predict(args: argparse.Namespace) -> None:
+    from hipseg.workflows.device import select_device
+    from hipseg.workflows.model_io import load_model
+    from hipseg.workflows.predict import predict_files
+
+    model = load_model(args.model, select_device(args.device))
+    written = predict_files(model, args.inputs, args.out, save_probabilities=args.save_probabilities,
+                            progress=not args.no_progress)
+    print(f"wrote {len(written)} label map(s) to {args.out}")
+
+
+def _run_evaluate(args: argparse.Namespace) -> None:
+    from hipseg.core.config import load_config
+    from hipseg.workflows.evaluate import evaluate_folders, format_table, write_csv
+
+    labels = HipsegConfig().labels if args.model is None else load_config(args.model / "config.yaml").labels
+    evaluation = evaluate_folders(args.labels, args.predictions, labels)
+    print(format_table(evaluation))
+    if args.out is not None:
+        write_csv(evaluation, args.out)
+        print(f"per-case scores written to {args.out}")
+
+
+def _run_demo(args: argparse.Namespace) -> None:
+    from hipseg.workflows.demo import run_demo
+    from hipseg.workflows.device import select_device
+
+    run_demo(args.out, seed=args.seed, device=select_device(args.device),
+             progress=not args.no_progress)
+
+
+COMMANDS = {
+    "phantom": _run_phantom,
+    "train": _run_train,
+    "predict": _run_predict,
+    "evaluate": _run_evaluate,
+    "demo": _run_demo,
+}
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``hipseg`` console script; returns the exit code."""
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
+                        format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    try:
+        COMMANDS[args.command](args)
+    except HipsegError as err:
+        print(f"hipseg: error: {err}", file=sys.stderr)
+        return err.exit_code
+    except KeyboardInterrupt:
+        print("hipseg: interrupted", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Core types: volumes with affines, label tables, configuration, errors."""

@@ -1,0 +1,227 @@
+"""Typed, frozen configuration: one dataclass per concern, saved as YAML next to the model.
+
+Loading is strict: an unknown key or a value of the wrong type is a :class:`ConfigError` that
+names the key, so a typo in a hand-edited ``config.yaml`` never passes silently.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from hipseg.core.atomic import atomic_write_text
+from hipseg.core.errors import ConfigError, InputError
+from hipseg.core.labels import DEFAULT_LABELS, LabelTable
+
+__all__ = [
+    "PreprocessConfig",
+    "ViewConfig",
+    "SamplingConfig",
+    "ModelConfig",
+    "TrainConfig",
+    "HipsegConfig",
+    "config_from_dict",
+    "config_to_dict",
+    "load_config",
+    "save_config",
+]
+
+
+@dataclass(frozen=True)
+class PreprocessConfig:
+    """SPEC step 1: values below ``clip_below_hu`` are set to it, then robust scaling per scan."""
+
+    clip_below_hu: float = 0.0
+
+
+@dataclass(frozen=True)
+class ViewConfig:
+    """View directions (unit vectors in RAS scanner space).
+
+    ``directions`` is empty until a model is trained; training draws them from ``seed``
+    (the three scanner axes plus random ones at least ``min_angle_deg`` apart) and stores them,
+    so a saved model always predicts with the views it was trained on.
+    """
+
+    n_views: int = 6
+    min_angle_deg: float = 30.0
+    seed: int = 0
+    directions: tuple[tuple[float, float, float], ...] = ()
+
+
+@dataclass(frozen=True)
+class SamplingConfig:
+    """Plane size while training (SPEC step 2).
+
+    ``dim`` (pixels) and ``sphere_diameter_mm`` are 0 until measured on the training data
+    (``percentile`` of voxel counts and of physical extents over all axes and images).
+    At prediction the pixel spacing ``sphere_diameter_mm / dim`` is kept and the sphere grows to
+    the scan's largest extent, so nothing near the border is cut off.
+    """
+
+    dim: int = 0
+    sphere_diameter_mm: float = 0.0
+    percentile: float = 75.0
+    foreground_plane_fraction: float = 0.5
+
+    @property
+    def pixel_spacing_mm(self) -> float:
+        if self.dim <= 0 or self.sphere_diameter_mm <= 0:
+            raise ConfigError("sampling.dim and sampling.sphere_diameter_mm are not set")
+        return self.sphere_diameter_mm / self.dim
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """2D UNet architecture: ``depth`` poolings, ``base_width`` channels at full resolution."""
+
+    base_width: int = 16
+    depth: int = 4
+    kernel_size: int = 3
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Optimisation settings (SPEC step 6 defaults where the paper gives them)."""
+
+    epochs: int = 40
+    steps_per_epoch: int = 50
+    batch_size: int = 10
+    learning_rate: float = 1e-3
+    lr_factor: float = 0.9
+    lr_patience: int = 2
+    early_stop_patience: int = 5
+    val_fraction: float = 0.2
+    val_planes: int = 40
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class HipsegConfig:
+    """Everything needed to train and to predict with a model."""
+
+    labels: LabelTable = DEFAULT_LABELS
+    preprocess: PreprocessConfig = field(default_factory=PreprocessConfig)
+    views: ViewConfig = field(default_factory=ViewConfig)
+    sampling: SamplingConfig = field(default_factory=SamplingConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+
+def _convert(value: object, hint: object, key: str) -> object:
+    origin = typing.get_origin(hint)
+    if dataclasses.is_dataclass(hint):
+        if not isinstance(value, dict):
+            raise ConfigError(f"{key}: expected a mapping, got {type(value).__name__}")
+        return _from_dict(hint, value, key)
+    if origin is tuple:
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{key}: expected a list, got {type(value).__name__}")
+        args = typing.get_args(hint)
+        if len(args) == 2 and args[1] is Ellipsis:
+            return tuple(_convert(v, args[0], f"{key}[{i}]") for i, v in enumerate(value))
+        if len(args) != len(value):
+            raise ConfigError(f"{key}: expected {len(args)} values, got {len(value)}")
+        return tuple(_convert(v, a, f"{key}[{i}]") for i, (a, v) in enumerate(zip(args, value)))
+    if origin in (typing.Union, types.UnionType):
+        for arg in typing.get_args(hint):
+            try:
+                return _convert(value, arg, key)
+            except ConfigError:
+                continue
+        raise ConfigError(f"{key}: {value!r} matches none of {hint}")
+    if hint is type(None):
+        if value is not None:
+            raise ConfigError(f"{key}: expected null, got {value!r}")
+        return None
+    if hint is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"{key}: expected true/false, got {value!r}")
+        return value
+    if hint is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{key}: expected an integer, got {value!r}")
+        return value
+    if hint is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"{key}: expected a number, got {value!r}")
+        return float(value)
+    if hint is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"{key}: expected a string, got {value!r}")
+        return value
+    raise ConfigError(f"{key}: unsupported type {hint}")
+
+
+def _from_dict(cls: type, data: dict, where: str) -> object:
+    if cls is LabelTable:
+        unknown = set(data) - {"names", "symmetric_pairs"}
+        if unknown:
+            raise ConfigError(f"{where}: unknown key(s) {sorted(unknown)}")
+        names = _convert(data.get("names"), tuple[str, ...], f"{where}.names")
+        pairs = _convert(data.get("symmetric_pairs", []), tuple[tuple[int, int], ...],
+                         f"{where}.symmetric_pairs")
+        try:
+            return LabelTable(names=names, symmetric_pairs=pairs)  # type: ignore[arg-type]
+        except ValueError as err:
+            raise ConfigError(f"{where}: {err}") from None
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = set(data) - names
+    if unknown:
+        prefix = f"{where}." if where else ""
+        raise ConfigError(f"unknown config key(s): {', '.join(prefix + k for k in sorted(unknown))}")
+    kwargs = {
+        name: _convert(value, hints[name], f"{where}.{name}" if where else name)
+        for name, value in data.items()
+    }
+    return cls(**kwargs)
+
+
+def config_from_dict(data: dict) -> HipsegConfig:
+    """Build a :class:`HipsegConfig` from plain data, rejecting unknown keys and wrong types."""
+    if not isinstance(data, dict):
+        raise ConfigError("a config must be a mapping at its top level")
+    return _from_dict(HipsegConfig, data, "")  # type: ignore[return-value]
+
+
+def config_to_dict(config: HipsegConfig) -> dict:
+    """Plain data (lists, numbers, strings) for YAML."""
+
+    def plain(value: object) -> object:
+        if isinstance(value, LabelTable):
+            return value.to_dict()
+        if dataclasses.is_dataclass(value):
+            return {f.name: plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
+        if isinstance(value, tuple):
+            return [plain(v) for v in value]
+        return value
+
+    return plain(config)  # type: ignore[return-value]
+
+
+def save_config(config: HipsegConfig, path: Path) -> None:
+    """Write ``config`` as YAML, atomically (temporary file, then rename)."""
+    atomic_write_text(Path(path), yaml.safe_dump(config_to_dict(config), sort_keys=False))
+
+
+def load_config(path: Path) -> HipsegConfig:
+    """Read a YAML config with a safe loader; errors name the file and the key."""
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except OSError as err:
+        raise InputError(path, f"cannot read config ({err.strerror or err})") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as err:
+        raise InputError(path, f"not valid YAML ({err})") from None
+    try:
+        return config_from_dict(data)
+    except ConfigError as err:
+        raise InputError(path, str(err)) from None

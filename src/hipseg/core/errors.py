@@ -1,0 +1,38 @@
+"""Errors that the command line turns into one line and a non-zero exit code."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+__all__ = ["HipsegError", "InputError", "ConfigError"]
+
+
+class HipsegError(Exception):
+    """Base class of every error hipseg reports to a user without a traceback."""
+
+    exit_code = 1
+
+
+class InputError(HipsegError):
+    """A file given to hipseg cannot be used.
+
+    Parameters
+    ----------
+    path : str or Path
+        The offending file or folder.
+    problem : str
+        What is wrong with it, in a few words.
+    """
+
+    exit_code = 2
+
+    def __init__(self, path: str | Path, problem: str) -> None:
+        self.path = Path(path)
+        self.problem = problem
+        super().__init__(f"{self.path}: {problem}")
+
+
+class ConfigError(HipsegError):
+    """A configuration value or file is invalid."""
+
+    exit_code = 2

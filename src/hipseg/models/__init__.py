@@ -1,0 +1,6 @@
+"""Networks and their checkpoints."""
+
+from hipseg.models.checkpoint import load_state_dict, save_state_dict
+from hipseg.models.unet2d import UNet2D
+
+__all__ = ["UNet2D", "load_state_dict", "save_state_dict"]

@@ -1,0 +1,91 @@
+"""Sampling planes of a view from a volume with ``torch.nn.functional.grid_sample``."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+__all__ = ["stack_coordinates", "normalise_for_grid_sample", "sample_planes"]
+
+
+def stack_coordinates(
+    index_to_target: np.ndarray, first_axis_indices: torch.Tensor, rows: int, cols: int
+) -> torch.Tensor:
+    """Target-grid coordinates of a block of a 3D index grid, through an affine.
+
+    Parameters
+    ----------
+    index_to_target : ndarray, shape (4, 4)
+        Maps source index ``(p, a, b)`` to target index (e.g. voxel ``(i, j, k)``).
+    first_axis_indices : Tensor, shape (P,)
+        Source indices along the first axis (may be fractional).
+    rows, cols : int
+        Size of the source grid along its second and third axes.
+
+    Returns
+    -------
+    Tensor, shape (P, rows, cols, 3), float32
+    """
+    m = torch.as_tensor(index_to_target, dtype=torch.float64, device=first_axis_indices.device)
+    p = first_axis_indices.to(torch.float64)
+    a = torch.arange(rows, dtype=torch.float64, device=p.device)
+    b = torch.arange(cols, dtype=torch.float64, device=p.device)
+    coords = (
+        p[:, None, None, None] * m[:3, 0]
+        + a[None, :, None, None] * m[:3, 1]
+        + b[None, None, :, None] * m[:3, 2]
+        + m[:3, 3]
+    )
+    return coords.to(torch.float32)
+
+
+def normalise_for_grid_sample(coords: torch.Tensor, shape: tuple[int, int, int]) -> torch.Tensor:
+    """Index coordinates ``(..., 3)`` into ``grid_sample``'s ``[-1, 1]`` convention.
+
+    ``grid_sample`` on an input ``(N, C, X, Y, Z)`` with ``align_corners=True`` expects the last
+    grid axis ordered ``(z, y, x)`` and index ``0`` / ``size - 1`` at ``-1`` / ``+1``.
+    """
+    sizes = torch.tensor([max(s - 1, 1) for s in shape], dtype=coords.dtype, device=coords.device)
+    return (2.0 * coords / sizes - 1.0).flip(-1)
+
+
+def sample_planes(
+    volume: torch.Tensor,
+    stack_to_voxel: np.ndarray,
+    plane_indices: torch.Tensor,
+    dim: int,
+    *,
+    mode: str = "bilinear",
+    fill_value: float = 0.0,
+) -> torch.Tensor:
+    """Cut planes of a view's stack out of a volume.
+
+    Parameters
+    ----------
+    volume : Tensor, shape (C, X, Y, Z), float
+        Image channels (or labels as float for ``mode="nearest"``) on the voxel grid.
+    stack_to_voxel : ndarray, shape (4, 4)
+        From :meth:`hipseg.views.grid.ViewGrid.stack_to_voxel`.
+    plane_indices : Tensor, shape (P,)
+        Which planes (index along the view normal; fractional allowed).
+    dim : int
+        Pixels per plane side.
+    mode : {"bilinear", "nearest"}
+        ``"bilinear"`` on a volume is trilinear interpolation (images); ``"nearest"`` for labels.
+    fill_value : float
+        Value of points outside the volume.
+
+    Returns
+    -------
+    Tensor, shape (P, C, dim, dim), the volume's dtype
+    """
+    coords = stack_coordinates(stack_to_voxel, plane_indices.to(volume.device), dim, dim)
+    grid = normalise_for_grid_sample(coords, tuple(volume.shape[1:]))
+    shifted = volume if fill_value == 0.0 else volume - fill_value
+    # Sampling (volume - fill) with zero padding, then adding fill back, pads with fill exactly.
+    out = F.grid_sample(shifted[None], grid[None].to(volume.dtype), mode=mode,
+                        padding_mode="zeros", align_corners=True)[0]
+    if fill_value != 0.0:
+        out = out + fill_value
+    return out.permute(1, 0, 2, 3)

@@ -1,0 +1,1 @@
+"""Workflows: orchestration of the numerical stages over files, with progress bars."""

@@ -1,0 +1,138 @@
+"""Training data in memory: pre-processed scans and random planes cut from them."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from hipseg.core.config import HipsegConfig
+from hipseg.core.errors import InputError
+from hipseg.io import Case, read_image, read_labels
+from hipseg.preprocess import preprocess_image
+from hipseg.views.grid import ViewGrid
+from hipseg.views.sampling import sample_planes
+
+__all__ = ["TrainingScan", "load_training_scans", "measure_plane_size", "PlaneSampler"]
+
+#: Foreground voxels kept per scan to aim planes at bone (a random subset is plenty).
+MAX_FOREGROUND_POINTS = 20_000
+
+
+@dataclass(frozen=True, eq=False)
+class TrainingScan:
+    """A pre-processed scan ready for plane sampling.
+
+    ``image`` and ``labels`` are ``(1, X, Y, Z)`` float32 tensors; ``foreground_mm`` is
+    ``(N, 3)`` RAS positions of (a subset of) foreground voxels.
+    """
+
+    case_id: str
+    image: torch.Tensor
+    labels: torch.Tensor
+    affine: np.ndarray
+    shape: tuple[int, int, int]
+    extent_mm: np.ndarray
+    center_mm: np.ndarray
+    fill_value: float
+    foreground_mm: np.ndarray
+
+
+def load_training_scans(cases: list[Case], config: HipsegConfig, device: torch.device,
+                        progress: bool = True) -> list[TrainingScan]:
+    """Read, validate and pre-process each case's image and label map."""
+    rng = np.random.default_rng(config.train.seed)
+    scans = []
+    for case in tqdm(cases, desc="loading scans", disable=not progress, leave=False):
+        image = read_image(case.image)
+        labels = read_labels(case.labels, config.labels, reference=image)
+        try:
+            scaled = preprocess_image(image.data, config.preprocess.clip_below_hu)
+        except ValueError as err:
+            raise InputError(case.image, str(err)) from None
+        fill_value = float(scaled.min())
+        ijk = np.argwhere(labels.data > 0)
+        if len(ijk) > MAX_FOREGROUND_POINTS:
+            ijk = ijk[rng.choice(len(ijk), MAX_FOREGROUND_POINTS, replace=False)]
+        foreground_mm = ijk @ image.affine[:3, :3].T + image.affine[:3, 3]
+        scans.append(TrainingScan(
+            case_id=case.case_id,
+            image=torch.from_numpy(scaled)[None].to(device),
+            labels=torch.from_numpy(labels.data.astype(np.float32))[None].to(device),
+            affine=image.affine,
+            shape=image.shape,
+            extent_mm=image.extent_mm,
+            center_mm=image.center_mm,
+            fill_value=fill_value,
+            foreground_mm=foreground_mm,
+        ))
+    return scans
+
+
+def measure_plane_size(scans: list[TrainingScan], percentile: float, multiple_of: int) -> tuple[int, float]:
+    """SPEC step 2: ``dim`` and sphere diameter from the training scans.
+
+    Returns
+    -------
+    dim : int
+        ``percentile`` of the voxel counts over all axes and scans, rounded up to a multiple of
+        ``multiple_of``.
+    sphere_diameter_mm : float
+        ``percentile`` of the physical extents (mm) over all axes and scans.
+    """
+    counts = np.concatenate([np.asarray(s.shape, float) for s in scans])
+    extents = np.concatenate([s.extent_mm for s in scans])
+    dim = multiple_of * math.ceil(float(np.percentile(counts, percentile)) / multiple_of)
+    return dim, float(np.percentile(extents, percentile))
+
+
+class PlaneSampler:
+    """Cuts random training planes: a random scan, a random view, a random plane.
+
+    A fraction ``foreground_plane_fraction`` of the planes passes through a random bone voxel,
+    the rest lie uniformly within the sphere.
+    """
+
+    def __init__(self, scans: list[TrainingScan], directions: np.ndarray, dim: int,
+                 pixel_spacing_mm: float, foreground_plane_fraction: float) -> None:
+        if not scans:
+            raise ValueError("no training scans")
+        self.scans = scans
+        self.directions = np.asarray(directions, float)
+        self.dim = dim
+        self.pixel_spacing_mm = pixel_spacing_mm
+        self.foreground_plane_fraction = foreground_plane_fraction
+
+    def grid(self, scan: TrainingScan, view: int) -> ViewGrid:
+        return ViewGrid(self.directions[view], scan.center_mm, self.pixel_spacing_mm,
+                        self.dim, self.dim)
+
+    def sample(self, batch_size: int, rng: np.random.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+        """A batch of planes.
+
+        Returns
+        -------
+        images : Tensor, shape (B, 1, dim, dim), float32
+        labels : Tensor, shape (B, dim, dim), int64
+        """
+        images, labels = [], []
+        for _ in range(batch_size):
+            scan = self.scans[rng.integers(len(self.scans))]
+            view = int(rng.integers(len(self.directions)))
+            grid = self.grid(scan, view)
+            normal = grid.direction / np.linalg.norm(grid.direction)
+            if len(scan.foreground_mm) and rng.random() < self.foreground_plane_fraction:
+                point = scan.foreground_mm[rng.integers(len(scan.foreground_mm))]
+                offset_mm = float(np.dot(point - scan.center_mm, normal))
+            else:
+                half = self.dim * self.pixel_spacing_mm / 2.0
+                offset_mm = float(rng.uniform(-half, half))
+            plane = torch.tensor([grid.plane_index_of_offset(offset_mm)], device=scan.image.device)
+            to_voxel = grid.stack_to_voxel(scan.affine)
+            images.append(sample_planes(scan.image, to_voxel, plane, self.dim,
+                                        mode="bilinear", fill_value=scan.fill_value))
+            labels.append(sample_planes(scan.labels, to_voxel, plane, self.dim, mode="nearest"))
+        return torch.cat(images), torch.cat(labels)[:, 0].round().long()

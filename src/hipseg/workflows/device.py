@@ -1,0 +1,22 @@
+"""Choosing the compute device once."""
+
+from __future__ import annotations
+
+import torch
+
+from hipseg.core.errors import HipsegError
+
+__all__ = ["select_device"]
+
+
+def select_device(name: str = "auto") -> torch.device:
+    """``"auto"`` picks CUDA when present, else the CPU; ``"cpu"``, ``"cuda"``, ``"cuda:N"`` force one."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise HipsegError(f"unknown device {name!r} (use auto, cpu, cuda or cuda:N)") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise HipsegError(f"device {name!r} requested but CUDA is not available")
+    return device
