@@ -15,7 +15,7 @@ from pathlib import Path
 from hipseg.core.config import HipsegConfig
 from hipseg.core.errors import HipsegError
 
-__all__ = ["main", "build_parser"]
+__all__ = ["build_parser", "main"]
 
 logger = logging.getLogger("hipseg")
 
@@ -71,7 +71,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("inputs", type=Path, nargs="+", help="NIfTI images")
     p.add_argument("--out", type=Path, required=True, help="output folder")
     p.add_argument("--save-probabilities", action="store_true",
-                   help="also write <case>_probabilities.nii.gz (mean over views, classes last)")
+                   help="also write <case>_probabilities.nii.gz (fused, classes last)")
     _add_device(p)
     _add_common(p)
 

@@ -21,14 +21,14 @@ from hipseg.core.volume import Volume
 
 __all__ = [
     "NIFTI_SUFFIXES",
+    "Case",
     "case_id",
+    "find_cases",
+    "find_images",
     "read_image",
     "read_labels",
-    "write_labels",
     "write_image",
-    "Case",
-    "find_images",
-    "find_cases",
+    "write_labels",
 ]
 
 NIFTI_SUFFIXES = (".nii.gz", ".nii")
@@ -95,9 +95,10 @@ def read_labels(path: Path, labels: LabelTable, reference: Volume | None = None)
     """
     img, data = _load(path)
     values = np.asarray(data)
-    if not np.issubdtype(values.dtype, np.integer):
-        if not np.all(np.isfinite(values)) or np.any(values != np.round(values)):
-            raise InputError(path, "label map has non-integer values")
+    if not np.issubdtype(values.dtype, np.integer) and (
+        not np.all(np.isfinite(values)) or np.any(values != np.round(values))
+    ):
+        raise InputError(path, "label map has non-integer values")
     found = np.unique(values).astype(np.int64)
     unknown = [int(v) for v in found if v < 0 or v >= labels.n_classes]
     if unknown:

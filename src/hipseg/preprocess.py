@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["robust_scale", "preprocess_image"]
+__all__ = ["preprocess_image", "robust_scale"]
 
 
 def robust_scale(values: np.ndarray) -> tuple[float, float]:

@@ -19,12 +19,12 @@ from hipseg.core.errors import ConfigError, InputError
 from hipseg.core.labels import DEFAULT_LABELS, LabelTable
 
 __all__ = [
-    "PreprocessConfig",
-    "ViewConfig",
-    "SamplingConfig",
-    "ModelConfig",
-    "TrainConfig",
     "HipsegConfig",
+    "ModelConfig",
+    "PreprocessConfig",
+    "SamplingConfig",
+    "TrainConfig",
+    "ViewConfig",
     "config_from_dict",
     "config_to_dict",
     "load_config",

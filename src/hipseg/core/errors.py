@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-__all__ = ["HipsegError", "InputError", "ConfigError"]
+__all__ = ["ConfigError", "HipsegError", "InputError"]
 
 
 class HipsegError(Exception):

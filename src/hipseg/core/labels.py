@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-__all__ = ["LabelTable", "DEFAULT_LABELS"]
+__all__ = ["DEFAULT_LABELS", "LabelTable"]
 
 
 @dataclass(frozen=True)

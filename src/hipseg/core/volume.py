@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["Volume", "voxel_spacing_mm", "apply_affine", "patient_side_of_voxels"]
+__all__ = ["Volume", "apply_affine", "patient_side_of_voxels", "voxel_spacing_mm"]
 
 
 def voxel_spacing_mm(affine: np.ndarray) -> np.ndarray:
@@ -42,7 +42,8 @@ def patient_side_of_voxels(affine: np.ndarray, ijk: np.ndarray, midline_x_mm: fl
     Parameters
     ----------
     affine : ndarray, shape (4, 4)
-        Voxel-to-RAS affine; RAS +x points to the patient's left.
+        Voxel-to-RAS affine; RAS +x points to the patient's right (RAS+: x increases
+        towards the Right, y towards Anterior, z towards Superior).
     ijk : ndarray, shape (N, 3)
         Voxel indices.
     midline_x_mm : float
@@ -54,7 +55,7 @@ def patient_side_of_voxels(affine: np.ndarray, ijk: np.ndarray, midline_x_mm: fl
         ``"left"`` or ``"right"``.
     """
     x_mm = apply_affine(affine, ijk)[:, 0]
-    return np.where(x_mm > midline_x_mm, "left", "right")
+    return np.where(x_mm > midline_x_mm, "right", "left")
 
 
 @dataclass(frozen=True, eq=False)

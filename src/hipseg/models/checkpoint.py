@@ -11,7 +11,7 @@ import torch
 from hipseg.core.atomic import atomic_path
 from hipseg.core.errors import InputError
 
-__all__ = ["save_state_dict", "load_state_dict"]
+__all__ = ["load_state_dict", "save_state_dict"]
 
 
 def save_state_dict(state: dict, path: Path) -> None:

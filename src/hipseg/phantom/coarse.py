@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage
 
-__all__ = ["fill_joint_spaces", "enforce_gaps", "nearest_two_bones"]
+__all__ = ["enforce_gaps", "fill_joint_spaces", "nearest_two_bones"]
 
 
 def _check_labels(labels: np.ndarray) -> np.ndarray:
@@ -137,9 +137,12 @@ def enforce_gaps(labels: np.ndarray) -> np.ndarray:
     for index, class_id in enumerate(class_ids[1:], start=1):
         mask = out == class_id
         box = ndimage.find_objects(mask.astype(np.uint8))[0]
-        box = tuple(slice(max(s.start - 1, 0), min(s.stop + 1, n)) for s, n in zip(box, out.shape, strict=True))
+        box = tuple(
+            slice(max(s.start - 1, 0), min(s.stop + 1, n))
+            for s, n in zip(box, out.shape, strict=True)
+        )
         sub = out[box]
-        lower = (sub != 0) & (sub != class_id) & np.isin(sub, class_ids[:index])
+        lower = np.isin(sub, class_ids[:index])
         if not lower.any():
             continue
         near_lower = ndimage.binary_dilation(lower, structure=cube)

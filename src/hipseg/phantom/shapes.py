@@ -14,14 +14,14 @@ from hipseg.core.volume import patient_side_of_voxels
 
 __all__ = [
     "LEFT_X_SIGN",
-    "sphere",
     "capsule",
+    "difference",
     "ellipsoid",
     "half_space",
-    "smooth_union",
-    "union",
     "intersection",
-    "difference",
+    "smooth_union",
+    "sphere",
+    "union",
 ]
 
 

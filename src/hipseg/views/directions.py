@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["view_directions", "angle_between_lines_deg"]
+__all__ = ["angle_between_lines_deg", "view_directions"]
 
 
 def angle_between_lines_deg(a: np.ndarray, b: np.ndarray) -> float:

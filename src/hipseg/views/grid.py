@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["ViewGrid", "view_basis", "prediction_grid"]
+__all__ = ["ViewGrid", "prediction_grid", "view_basis"]
 
 
 def view_basis(direction: np.ndarray) -> np.ndarray:

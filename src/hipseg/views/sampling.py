@@ -6,7 +6,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-__all__ = ["stack_coordinates", "normalise_for_grid_sample", "sample_planes"]
+__all__ = ["normalise_for_grid_sample", "sample_planes", "stack_coordinates"]
 
 
 def stack_coordinates(

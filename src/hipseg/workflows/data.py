@@ -16,7 +16,7 @@ from hipseg.preprocess import preprocess_image
 from hipseg.views.grid import ViewGrid
 from hipseg.views.sampling import sample_planes
 
-__all__ = ["TrainingScan", "load_training_scans", "measure_plane_size", "PlaneSampler"]
+__all__ = ["PlaneSampler", "TrainingScan", "load_training_scans", "measure_plane_size"]
 
 #: Foreground voxels kept per scan to aim planes at bone (a random subset is plenty).
 MAX_FOREGROUND_POINTS = 20_000

@@ -6,7 +6,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -31,16 +31,17 @@ class DemoSettings:
     pretrain_cases: int = 6
     finetune_cases: int = 3
     test_cases: int = 3
-    pretrain: TrainConfig = TrainConfig(epochs=12, steps_per_epoch=40, learning_rate=2e-3,
-                                        early_stop_patience=12)
-    finetune: TrainConfig = TrainConfig(epochs=6, steps_per_epoch=40, learning_rate=2e-4,
-                                        early_stop_patience=6, val_fraction=0.34)
-    base_config: HipsegConfig = HipsegConfig()
+    pretrain: TrainConfig = field(default_factory=lambda: TrainConfig(
+        epochs=12, steps_per_epoch=40, learning_rate=2e-3, early_stop_patience=12))
+    finetune: TrainConfig = field(default_factory=lambda: TrainConfig(
+        epochs=6, steps_per_epoch=40, learning_rate=2e-4, early_stop_patience=6, val_fraction=0.34))
+    base_config: HipsegConfig = field(default_factory=HipsegConfig)
 
 
 def run_demo(out_dir: Path, *, seed: int = 0, device: torch.device, progress: bool = True,
-             settings: DemoSettings = DemoSettings()) -> Evaluation:
+             settings: DemoSettings | None = None) -> Evaluation:
     """Run the whole pipeline on phantoms under ``out_dir`` and print where everything went."""
+    settings = DemoSettings() if settings is None else settings
     out_dir = Path(out_dir)
     started = time.perf_counter()
     data = {name: out_dir / "data" / name for name in ("pretrain", "finetune", "test")}

@@ -13,8 +13,14 @@ from hipseg.core.errors import InputError
 from hipseg.io import write_image, write_labels
 from hipseg.phantom import PhantomCase, PhantomSettings, make_case_from_meshes, make_procedural_case
 
-__all__ = ["IMAGES", "LABELS", "LABELS_COARSE", "write_case", "write_procedural_dataset",
-           "write_mesh_dataset"]
+__all__ = [
+    "IMAGES",
+    "LABELS",
+    "LABELS_COARSE",
+    "write_case",
+    "write_mesh_dataset",
+    "write_procedural_dataset",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -30,13 +36,14 @@ def write_case(out_dir: Path, name: str, case: PhantomCase) -> None:
 
 
 def write_procedural_dataset(out_dir: Path, n_cases: int, seed: int, *, first_index: int = 0,
-                             settings: PhantomSettings = PhantomSettings(),
+                             settings: PhantomSettings | None = None,
                              progress: bool = True) -> list[str]:
     """Make ``n_cases`` procedural phantoms named ``case_NNN``.
 
     Case ``i`` is drawn from ``default_rng([seed, i])``, so it is the same whatever
     ``n_cases`` is. Returns the case names.
     """
+    settings = PhantomSettings() if settings is None else settings
     names = []
     for index in tqdm(range(first_index, first_index + n_cases), desc="phantoms",
                       disable=not progress):

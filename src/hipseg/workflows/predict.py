@@ -20,7 +20,7 @@ from hipseg.views.mapping import map_stack_to_voxels
 from hipseg.views.sampling import sample_planes
 from hipseg.workflows.model_io import LoadedModel
 
-__all__ = ["Prediction", "predict_volume", "predict_files"]
+__all__ = ["Prediction", "predict_files", "predict_volume"]
 
 logger = logging.getLogger(__name__)
 
@@ -30,7 +30,8 @@ class Prediction:
     """A fused prediction on the input's voxel grid.
 
     ``labels`` ``(X, Y, Z)`` uint8; ``probabilities`` ``(C, X, Y, Z)`` float32, the views'
-    summed probabilities divided by the number of views; ``disagreement`` ``(X, Y, Z)`` float32.
+    summed probabilities normalised to sum to 1 in every voxel (a view that does not reach a
+    voxel adds nothing to it); ``disagreement`` ``(X, Y, Z)`` float32.
     """
 
     labels: np.ndarray
@@ -72,7 +73,7 @@ def predict_volume(model: LoadedModel, image: Volume, *, batch_size: int = 16,
     summed, labels, disagreement = aggregator.finalize()
     return Prediction(
         labels=labels.cpu().numpy(),
-        probabilities=(summed / aggregator.n_views).cpu().numpy(),
+        probabilities=(summed / summed.sum(0).clamp(min=1e-12)).cpu().numpy(),
         disagreement=disagreement.cpu().numpy(),
     )
 

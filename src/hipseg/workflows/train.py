@@ -27,7 +27,7 @@ from hipseg.workflows.model_io import (
     save_model,
 )
 
-__all__ = ["TrainResult", "split_cases", "prepare_config", "train"]
+__all__ = ["TrainResult", "prepare_config", "split_cases", "train"]
 
 logger = logging.getLogger(__name__)
 
