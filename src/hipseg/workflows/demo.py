@@ -32,9 +32,9 @@ class DemoSettings:
     finetune_cases: int = 3
     test_cases: int = 3
     pretrain: TrainConfig = field(default_factory=lambda: TrainConfig(
-        epochs=12, steps_per_epoch=40, learning_rate=2e-3, early_stop_patience=12))
+        epochs=24, steps_per_epoch=40, learning_rate=2e-3, early_stop_patience=8))
     finetune: TrainConfig = field(default_factory=lambda: TrainConfig(
-        epochs=6, steps_per_epoch=40, learning_rate=2e-4, early_stop_patience=6, val_fraction=0.34))
+        epochs=8, steps_per_epoch=40, learning_rate=3e-4, early_stop_patience=5, val_fraction=0.34))
     base_config: HipsegConfig = field(default_factory=HipsegConfig)
 
 
