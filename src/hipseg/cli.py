@@ -79,7 +79,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--labels", type=Path, required=True, help="folder of reference label maps")
     p.add_argument("--predictions", type=Path, required=True, help="folder of predicted label maps")
     p.add_argument("--model", type=Path, help="model folder whose label table to use (default: built-in)")
-    p.add_argument("--out", type=Path, help="per-case CSV to write")
+    p.add_argument("--out", type=Path, help="per-case CSV to write (a JSON summary goes beside it)")
+    p.add_argument("--save-gap-regions", type=Path, metavar="DIR",
+                   help="write each reference's gap region G (d1 + d2 < 10 voxels) as NIfTI to DIR")
     _add_common(p)
 
     p = sub.add_parser("demo", help="phantoms -> pre-train -> fine-tune -> predict -> evaluate")
@@ -137,14 +139,22 @@ def _run_predict(args: argparse.Namespace) -> None:
 
 def _run_evaluate(args: argparse.Namespace) -> None:
     from hipseg.core.config import load_config
-    from hipseg.workflows.evaluate import evaluate_folders, format_table, write_csv
+    from hipseg.workflows.evaluate import (
+        evaluate_folders,
+        format_table,
+        write_csv,
+        write_summary_json,
+    )
 
     labels = HipsegConfig().labels if args.model is None else load_config(args.model / "config.yaml").labels
-    evaluation = evaluate_folders(args.labels, args.predictions, labels)
+    evaluation = evaluate_folders(args.labels, args.predictions, labels,
+                                  gap_regions_dir=args.save_gap_regions)
     print(format_table(evaluation))
     if args.out is not None:
         write_csv(evaluation, args.out)
-        print(f"per-case scores written to {args.out}")
+        summary = args.out.with_suffix(".json")
+        write_summary_json(evaluation, summary)
+        print(f"per-case scores written to {args.out}, summary to {summary}")
 
 
 def _run_demo(args: argparse.Namespace) -> None:

@@ -1,46 +1,109 @@
-"""Scoring predictions against reference label maps, per case and per class."""
+"""Scoring predictions against reference label maps, per case and per class.
+
+Metrics per class: Dice, GapDice (Dice inside the gap region G of the reference), Hausdorff
+distance, HD95 and average symmetric surface distance (mm). A class missing from both maps is
+skipped (nan, counted as skipped); missing from one gives Dice 0 and infinite distances, which
+are counted and reported, never averaged into a finite mean.
+"""
 
 from __future__ import annotations
 
 import csv
+import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from hipseg.core.atomic import atomic_path
+from hipseg.core.atomic import atomic_path, atomic_write_text
 from hipseg.core.errors import InputError
 from hipseg.core.labels import LabelTable
-from hipseg.io import find_cases, read_labels
-from hipseg.metrics import dice_per_class
+from hipseg.io import find_cases, read_labels, write_labels
+from hipseg.metrics import (
+    dice_per_class,
+    gap_dice_per_class,
+    gap_region,
+    surface_metrics_per_class,
+)
 
-__all__ = ["Evaluation", "evaluate_folders", "format_table", "write_csv"]
+__all__ = ["METRICS", "Evaluation", "evaluate_case", "evaluate_folders", "format_table",
+           "write_csv", "write_summary_json"]
+
+#: Metric names, in table order; distances are in mm.
+METRICS = ("dice", "gap_dice", "hd", "hd95", "assd")
 
 
 @dataclass(frozen=True)
 class Evaluation:
-    """Per-case scores: ``rows[i] = {"case": id, "dice_<class>": value, ...}``."""
+    """Per-case scores: ``rows[i] = {"case": id, "<metric>_<class>": value, ...}``."""
 
     labels: LabelTable
     rows: tuple[dict, ...]
 
     def columns(self) -> list[str]:
-        return [f"dice_{self.labels.names[c]}" for c in self.labels.foreground_ids]
+        per_class = [f"{m}_{self.labels.names[c]}" for m in METRICS for c in self.labels.foreground_ids]
+        return [*per_class, *(f"{m}_mean" for m in METRICS)]
 
-    def summary(self) -> dict[str, tuple[float, float, int]]:
-        """``{column: (mean, std, n)}`` over cases where the class was scored (not nan)."""
+    def summary(self) -> dict[str, dict[str, float | int]]:
+        """Per column: mean and std over finite values, and how many were finite, infinite
+        (a class missing from one map) or skipped (missing from both)."""
         out = {}
-        for column in [*self.columns(), "dice_mean"]:
+        for column in self.columns():
             values = np.array([r[column] for r in self.rows], float)
-            values = values[~np.isnan(values)]
-            out[column] = (float(values.mean()) if len(values) else math.nan,
-                           float(values.std()) if len(values) else math.nan, len(values))
+            finite = values[np.isfinite(values)]
+            out[column] = {
+                "mean": float(finite.mean()) if len(finite) else math.nan,
+                "std": float(finite.std()) if len(finite) else math.nan,
+                "n": len(finite),
+                "infinite": int(np.isinf(values).sum()),
+                "skipped": int(np.isnan(values).sum()),
+            }
         return out
 
 
-def evaluate_folders(labels_dir: Path, predictions_dir: Path, labels: LabelTable) -> Evaluation:
-    """Dice per class for every case, predictions and references paired by case id."""
+def evaluate_case(prediction: np.ndarray, reference: np.ndarray, spacing_mm: np.ndarray,
+                  labels: LabelTable) -> dict[str, float]:
+    """All metrics of one case.
+
+    Parameters
+    ----------
+    prediction, reference : ndarray, shape (X, Y, Z), uint8
+    spacing_mm : ndarray, shape (3,)
+
+    Returns
+    -------
+    dict
+        ``{"<metric>_<class name>": value}`` and ``"<metric>_mean"`` over the classes scored.
+    """
+    ids = labels.foreground_ids
+    region = gap_region(reference)
+    per_metric = {
+        "dice": dice_per_class(prediction, reference, ids),
+        "gap_dice": gap_dice_per_class(prediction, reference, ids, region=region),
+    }
+    surfaces = surface_metrics_per_class(prediction, reference, ids, spacing_mm=spacing_mm)
+    for name in ("hd", "hd95", "assd"):
+        per_metric[name] = {c: _skip_if_absent(surfaces[c][name], per_metric["dice"][c]) for c in ids}
+    row = {}
+    for metric, scores in per_metric.items():
+        row.update({f"{metric}_{labels.names[c]}": v for c, v in scores.items()})
+        scored = [v for v in scores.values() if not math.isnan(v)]
+        row[f"{metric}_mean"] = float(np.mean(scored)) if scored else math.nan
+    return row
+
+
+def _skip_if_absent(distance: float, dice: float) -> float:
+    # A class absent from both maps has distance 0 by the metric's rule; here it is skipped.
+    return math.nan if math.isnan(dice) else distance
+
+
+def evaluate_folders(labels_dir: Path, predictions_dir: Path, labels: LabelTable, *,
+                     gap_regions_dir: Path | None = None) -> Evaluation:
+    """Score every case, predictions and references paired by case id.
+
+    ``gap_regions_dir``: also write each reference's gap region G as a uint8 NIfTI there.
+    """
     rows = []
     for case in find_cases(predictions_dir, labels_dir):
         reference = read_labels(case.labels, labels)
@@ -49,26 +112,38 @@ def evaluate_folders(labels_dir: Path, predictions_dir: Path, labels: LabelTable
             raise InputError(case.image, f"shape {prediction.shape} differs from reference {reference.shape}")
         if not np.allclose(prediction.affine, reference.affine, atol=1e-3):
             raise InputError(case.image, "affine differs from the reference label map's")
-        scores = dice_per_class(prediction.data, reference.data, labels.foreground_ids)
         row = {"case": case.case_id}
-        row.update({f"dice_{labels.names[c]}": v for c, v in scores.items()})
-        scored = [v for v in scores.values() if not math.isnan(v)]
-        row["dice_mean"] = float(np.mean(scored)) if scored else math.nan
+        row.update(evaluate_case(prediction.data, reference.data, reference.spacing_mm, labels))
         rows.append(row)
+        if gap_regions_dir is not None:
+            write_labels(Path(gap_regions_dir) / f"{case.case_id}_gap.nii.gz",
+                         gap_region(reference.data), reference=case.labels)
     return Evaluation(labels, tuple(rows))
 
 
 def format_table(evaluation: Evaluation) -> str:
-    """A plain-text table: one line per metric column, mean ± std over cases."""
-    lines = [f"{'metric':<22} {'mean':>7} {'std':>7} {'cases':>5}"]
-    for column, (mean, std, n) in evaluation.summary().items():
-        lines.append(f"{column:<22} {mean:7.4f} {std:7.4f} {n:5d}")
+    """A plain-text table: one line per metric and class, mean ± std over cases."""
+    lines = [f"{'metric':<22} {'mean':>9} {'std':>9} {'cases':>5} {'inf':>4} {'skipped':>7}"]
+    for column, s in evaluation.summary().items():
+        lines.append(f"{column:<22} {s['mean']:9.4f} {s['std']:9.4f} {s['n']:5d} "
+                     f"{s['infinite']:4d} {s['skipped']:7d}")
     return "\n".join(lines)
 
 
 def write_csv(evaluation: Evaluation, path: Path) -> None:
     """Per-case rows as CSV (atomically)."""
     with atomic_path(Path(path)) as tmp, open(tmp, "w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=["case", *evaluation.columns(), "dice_mean"])
+        writer = csv.DictWriter(handle, fieldnames=["case", *evaluation.columns()])
         writer.writeheader()
         writer.writerows(evaluation.rows)
+
+
+def write_summary_json(evaluation: Evaluation, path: Path) -> None:
+    """The summary (mean, std, counts per column) as JSON; non-finite values as null."""
+    def clean(value: float) -> float | int | None:
+        return value if isinstance(value, int) or math.isfinite(value) else None
+
+    summary = {column: {k: clean(v) for k, v in s.items()}
+               for column, s in evaluation.summary().items()}
+    atomic_write_text(Path(path), json.dumps({"cases": len(evaluation.rows), "metrics": summary},
+                                             indent=2))
