@@ -14,6 +14,7 @@ from pathlib import Path
 
 from hipseg.core.config import HipsegConfig
 from hipseg.core.errors import HipsegError
+from hipseg.core.labels import LabelTable
 
 __all__ = ["build_parser", "main"]
 
@@ -23,6 +24,30 @@ logger = logging.getLogger("hipseg")
 def _add_common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-progress", action="store_true", help="hide progress bars")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+
+
+def _add_connectivity(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--connectivity", type=int, choices=(6, 18, 26), default=26,
+                        help="voxel connectivity of components (default 26)")
+
+
+def _add_eps(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--eps", type=float, default=2.0,
+                        help="collision distance in mm: |E| counts bone voxels this close to "
+                             "another bone (default 2)")
+
+
+def _add_model_labels(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--model", type=Path,
+                        help="model folder whose label table to use (default: built-in)")
+
+
+def _labels_of(args: argparse.Namespace) -> LabelTable:
+    if args.model is None:
+        return HipsegConfig().labels
+    from hipseg.core.config import load_config
+
+    return load_config(args.model / "config.yaml").labels
 
 
 def _add_device(parser: argparse.ArgumentParser) -> None:
@@ -72,13 +97,39 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, required=True, help="output folder")
     p.add_argument("--save-probabilities", action="store_true",
                    help="also write <case>_probabilities.nii.gz (fused, classes last)")
+    p.add_argument("--save-uncertainty", action="store_true",
+                   help="also write <case>_uncertainty.nii.gz: fraction of views voting against "
+                        "the fused label")
+    p.add_argument("--no-postprocess", action="store_true",
+                   help="skip the symmetric connected-component post-processing")
+    _add_connectivity(p)
+    _add_eps(p)
     _add_device(p)
+    _add_common(p)
+
+    p = sub.add_parser("postprocess", help="symmetric connected components on existing label maps")
+    p.add_argument("inputs", type=Path, nargs="+", help="label maps (NIfTI)")
+    p.add_argument("--out", type=Path, required=True, help="output folder (same file names)")
+    _add_connectivity(p)
+    _add_model_labels(p)
+    _add_common(p)
+
+    p = sub.add_parser("collisions",
+                       help="|E| per scan and class pair, ranked worst first, with regions to correct")
+    p.add_argument("inputs", type=Path, nargs="+", help="predicted label maps (NIfTI)")
+    p.add_argument("--out", type=Path, metavar="DIR",
+                   help="write <case>_collisions.nii.gz (pair codes) and collisions.csv to DIR")
+    p.add_argument("--top", type=int, default=3, help="regions listed per scan (default 3)")
+    p.add_argument("--threshold", type=int,
+                   help="say whether every scan has |E| at or below this (the loop's stop rule)")
+    _add_eps(p)
+    _add_model_labels(p)
     _add_common(p)
 
     p = sub.add_parser("evaluate", help="score predictions against reference labels")
     p.add_argument("--labels", type=Path, required=True, help="folder of reference label maps")
     p.add_argument("--predictions", type=Path, required=True, help="folder of predicted label maps")
-    p.add_argument("--model", type=Path, help="model folder whose label table to use (default: built-in)")
+    _add_model_labels(p)
     p.add_argument("--out", type=Path, help="per-case CSV to write (a JSON summary goes beside it)")
     p.add_argument("--save-gap-regions", type=Path, metavar="DIR",
                    help="write each reference's gap region G (d1 + d2 < 10 voxels) as NIfTI to DIR")
@@ -129,16 +180,44 @@ def _run_train(args: argparse.Namespace) -> None:
 def _run_predict(args: argparse.Namespace) -> None:
     from hipseg.workflows.device import select_device
     from hipseg.workflows.model_io import load_model
-    from hipseg.workflows.predict import predict_files
+    from hipseg.workflows.predict import PredictOptions, predict_files
 
+    options = PredictOptions(postprocess=not args.no_postprocess, connectivity=args.connectivity,
+                             collision_eps_mm=args.eps, save_probabilities=args.save_probabilities,
+                             save_uncertainty=args.save_uncertainty)
     model = load_model(args.model, select_device(args.device))
-    written = predict_files(model, args.inputs, args.out, save_probabilities=args.save_probabilities,
-                            progress=not args.no_progress)
-    print(f"wrote {len(written)} label map(s) to {args.out}")
+    summaries = predict_files(model, args.inputs, args.out, options=options,
+                              progress=not args.no_progress)
+    print(f"{'case':<24} {'|E|':>8} {'disagreement':>12} {'moved':>7} {'removed':>8}")
+    for s in summaries:
+        print(f"{s.case_id:<24} {s.collisions:>8} {s.mean_disagreement:>12.3f} "
+              f"{s.voxels_moved:>7} {s.voxels_removed:>8}")
+    print(f"wrote {len(summaries)} label map(s) to {args.out} (|E|: voxels within {args.eps:g} mm "
+          "of another bone)")
+
+
+def _run_postprocess(args: argparse.Namespace) -> None:
+    from hipseg.workflows.postprocessing import postprocess_files
+
+    reports = postprocess_files(args.inputs, _labels_of(args), args.out,
+                                connectivity=args.connectivity)
+    for path, report in zip(args.inputs, reports):
+        print(f"{path.name}: moved {report.total_moved} voxels to the other side, "
+              f"removed {report.total_removed}")
+
+
+def _run_collisions(args: argparse.Namespace) -> None:
+    from hipseg.workflows.review import format_review, review_files, write_review_csv
+
+    reviews = review_files(args.inputs, _labels_of(args), eps_mm=args.eps, top_regions=args.top,
+                           collisions_dir=args.out)
+    print(format_review(reviews, args.eps, args.threshold))
+    if args.out is not None:
+        write_review_csv(reviews, args.out / "collisions.csv")
+        print(f"collision maps and collisions.csv written to {args.out}")
 
 
 def _run_evaluate(args: argparse.Namespace) -> None:
-    from hipseg.core.config import load_config
     from hipseg.workflows.evaluate import (
         evaluate_folders,
         format_table,
@@ -146,7 +225,7 @@ def _run_evaluate(args: argparse.Namespace) -> None:
         write_summary_json,
     )
 
-    labels = HipsegConfig().labels if args.model is None else load_config(args.model / "config.yaml").labels
+    labels = _labels_of(args)
     evaluation = evaluate_folders(args.labels, args.predictions, labels,
                                   gap_regions_dir=args.save_gap_regions)
     print(format_table(evaluation))
@@ -170,6 +249,8 @@ COMMANDS = {
     "train": _run_train,
     "predict": _run_predict,
     "evaluate": _run_evaluate,
+    "postprocess": _run_postprocess,
+    "collisions": _run_collisions,
     "demo": _run_demo,
 }
 

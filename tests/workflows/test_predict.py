@@ -15,7 +15,7 @@ from hipseg.core.errors import HipsegError
 from hipseg.core.volume import Volume
 from hipseg.views.directions import view_directions
 from hipseg.workflows.model_io import build_network, load_model, save_model
-from hipseg.workflows.predict import predict_files, predict_volume
+from hipseg.workflows.predict import PredictOptions, predict_files, predict_volume
 
 CPU = torch.device("cpu")
 
@@ -53,15 +53,19 @@ def test_label_map_has_the_inputs_exact_shape_and_affine(tiny_model_dir, tmp_pat
     img.set_sform(affine, code=1)
     nib.save(img, tmp_path / "scan.nii.gz")
     model = load_model(tiny_model_dir, CPU)
-    [written] = predict_files(model, [tmp_path / "scan.nii.gz"], tmp_path / "out", progress=False,
-                              save_probabilities=True)
-    out = nib.load(written)
+    options = PredictOptions(save_probabilities=True, save_uncertainty=True)
+    [summary] = predict_files(model, [tmp_path / "scan.nii.gz"], tmp_path / "out", progress=False,
+                              options=options)
+    out = nib.load(summary.path)
     assert out.shape == img.shape
     np.testing.assert_array_equal(out.affine, nib.load(tmp_path / "scan.nii.gz").affine)
     np.testing.assert_array_equal(out.get_qform(), nib.load(tmp_path / "scan.nii.gz").get_qform())
     probabilities = nib.load(tmp_path / "out" / "scan_probabilities.nii.gz")
     assert probabilities.shape == (*img.shape, 6)
     np.testing.assert_allclose(np.asarray(probabilities.dataobj).sum(-1), 1.0, atol=1e-4)
+    uncertainty = np.asarray(nib.load(tmp_path / "out" / "scan_uncertainty.nii.gz").dataobj)
+    assert uncertainty.shape == img.shape
+    assert 0.0 <= uncertainty.min() and uncertainty.max() <= 1.0
 
 
 def test_flipping_array_and_affine_together_flips_the_prediction(tiny_model_dir, rng):

@@ -19,7 +19,7 @@ import numpy as np
 from hipseg.core.atomic import atomic_path, atomic_write_text
 from hipseg.core.errors import InputError
 from hipseg.core.labels import LabelTable
-from hipseg.io import find_cases, read_labels, write_labels
+from hipseg.io import case_id, find_images, read_labels, write_labels
 from hipseg.metrics import (
     dice_per_class,
     gap_dice_per_class,
@@ -100,24 +100,31 @@ def _skip_if_absent(distance: float, dice: float) -> float:
 
 def evaluate_folders(labels_dir: Path, predictions_dir: Path, labels: LabelTable, *,
                      gap_regions_dir: Path | None = None) -> Evaluation:
-    """Score every case, predictions and references paired by case id.
+    """Score every reference label map against the prediction with the same case id.
+
+    Other files in ``predictions_dir`` (probabilities, uncertainty maps) are ignored; a
+    reference without a prediction is an error naming it.
 
     ``gap_regions_dir``: also write each reference's gap region G as a uint8 NIfTI there.
     """
+    predictions = {case_id(p): p for p in find_images(predictions_dir)}
     rows = []
-    for case in find_cases(predictions_dir, labels_dir):
-        reference = read_labels(case.labels, labels)
-        prediction = read_labels(case.image, labels)
+    for reference_path in find_images(labels_dir):
+        cid = case_id(reference_path)
+        if cid not in predictions:
+            raise InputError(reference_path, f"no prediction for case {cid!r} in {predictions_dir}")
+        reference = read_labels(reference_path, labels)
+        prediction = read_labels(predictions[cid], labels)
         if prediction.shape != reference.shape:
-            raise InputError(case.image, f"shape {prediction.shape} differs from reference {reference.shape}")
+            raise InputError(predictions[cid], f"shape {prediction.shape} differs from reference {reference.shape}")
         if not np.allclose(prediction.affine, reference.affine, atol=1e-3):
-            raise InputError(case.image, "affine differs from the reference label map's")
-        row = {"case": case.case_id}
+            raise InputError(predictions[cid], "affine differs from the reference label map's")
+        row = {"case": cid}
         row.update(evaluate_case(prediction.data, reference.data, reference.spacing_mm, labels))
         rows.append(row)
         if gap_regions_dir is not None:
-            write_labels(Path(gap_regions_dir) / f"{case.case_id}_gap.nii.gz",
-                         gap_region(reference.data), reference=case.labels)
+            write_labels(Path(gap_regions_dir) / f"{cid}_gap.nii.gz",
+                         gap_region(reference.data), reference=reference_path)
     return Evaluation(labels, tuple(rows))
 
 

@@ -1,0 +1,63 @@
+"""`collisions` and `postprocess` through the command line on hand-built label maps."""
+
+from __future__ import annotations
+
+import csv
+
+import nibabel as nib
+import numpy as np
+
+from hipseg.cli import main
+
+
+def _save(path, data, spacing=(1.0, 1.0, 1.0)):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    nib.save(nib.Nifti1Image(data.astype(np.uint8), np.diag([*spacing, 1.0])), path)
+
+
+def _two_boxes(gap_voxels: int) -> np.ndarray:
+    labels = np.zeros((20, 8, 8), np.uint8)
+    labels[2:6, 2:6, 2:6] = 1
+    labels[6 + gap_voxels : 10 + gap_voxels, 2:6, 2:6] = 3
+    return labels
+
+
+def test_collisions_rank_scans_and_locate_regions(tmp_path, capsys):
+    _save(tmp_path / "pred" / "touching.nii.gz", _two_boxes(0))   # facing layers at 1 mm and 2 mm
+    _save(tmp_path / "pred" / "gap1.nii.gz", _two_boxes(1))       # only the facing layers, 2 mm
+    _save(tmp_path / "pred" / "apart.nii.gz", _two_boxes(4))      # 5 mm apart: no collision
+    files = sorted((tmp_path / "pred").iterdir())
+    code = main(["collisions", *map(str, files), "--eps", "2", "--out", str(tmp_path / "out"),
+                 "--threshold", "10", "--no-progress"])
+    assert code == 0
+    printed = capsys.readouterr().out
+    with open(tmp_path / "out" / "collisions.csv") as handle:
+        rows = list(csv.DictReader(handle))
+    # 4x4 faces: touching -> two layers per box (64), one empty layer -> one per box (32)
+    assert [(r["case"], int(r["collisions"])) for r in rows] == [
+        ("touching", 64), ("gap1", 32), ("apart", 0)]
+    assert rows[0]["femur_right-hip_right"] == "64"
+    assert "some scans are above the threshold" in printed
+    assert "touching: femur_right-hip_right, 64 voxels around RAS (5.5, 3.5, 3.5) mm" in printed
+    assert "gap1: femur_right-hip_right, 16 voxels around RAS (7.0, 3.5, 3.5) mm" in printed
+    codes = np.asarray(nib.load(tmp_path / "out" / "gap1_collisions.nii.gz").dataobj)
+    assert set(np.unique(codes)) == {0, 2}  # pair code 2 = (1, 3)
+    assert (codes > 0).sum() == 32
+
+
+def test_postprocess_moves_a_stray_blob_and_keeps_the_gap(tmp_path, capsys):
+    labels = np.zeros((30, 10, 10), np.uint8)
+    labels[2:8, 2:8, 2:8] = 1           # femur_right
+    labels[9:12, 2:8, 2:8] = 3          # hip_right, one empty layer from the femur
+    labels[20:26, 2:8, 2:8] = 2         # femur_left
+    labels[3:5, 9, 9] = 2               # a stray femur_left blob touching nothing of its own
+    labels[28, 0, 0] = 5                # a floating sacrum voxel... the only sacrum: kept
+    _save(tmp_path / "in" / "a.nii.gz", labels)
+    assert main(["postprocess", str(tmp_path / "in" / "a.nii.gz"), "--out", str(tmp_path / "out"),
+                 "--no-progress"]) == 0
+    out = np.asarray(nib.load(tmp_path / "out" / "a.nii.gz").dataobj)
+    assert out[3, 9, 9] != 2
+    assert (out == 2).sum() == 216
+    assert np.all(out[8] == 0), "the one-voxel gap between femur and hip must survive"
+    assert out[28, 0, 0] == 5
+    assert "moved 2 voxels" in capsys.readouterr().out
