@@ -46,7 +46,8 @@ def test_read_image_is_float32_with_affine(tmp_path):
 
 
 def test_single_volume_4d_is_accepted(tmp_path):
-    path = _write_nifti(tmp_path / "a.nii.gz", np.ones((3, 4, 5, 1), np.float32), np.eye(4))
+    path = _write_nifti(tmp_path / "a.nii.gz", np.arange(60, dtype=np.float32).reshape(3, 4, 5, 1),
+                        np.eye(4))
     assert read_image(path).shape == (3, 4, 5)
 
 
@@ -76,7 +77,8 @@ def test_missing_and_truncated_files(tmp_path):
 
 
 def test_labels_checked_against_table_and_image(tmp_path):
-    image = read_image(_write_nifti(tmp_path / "i.nii.gz", np.zeros((3, 4, 5), np.float32), np.eye(4)))
+    image = read_image(_write_nifti(tmp_path / "i.nii.gz", np.arange(60, dtype=np.float32).reshape(3, 4, 5),
+                                    np.eye(4)))
     bad_ids = _write_nifti(tmp_path / "l1.nii.gz", np.full((3, 4, 5), 7, np.uint8), np.eye(4))
     with pytest.raises(InputError, match=r"unknown label ids \[7\]"):
         read_labels(bad_ids, DEFAULT_LABELS)

@@ -79,6 +79,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--labels-dir", default="labels",
                    help="labels subfolder: labels (accurate) or labels_coarse (default labels)")
     p.add_argument("--init", type=Path, metavar="MODEL", help="start from this model (all layers)")
+    p.add_argument("--resume", action="store_true",
+                   help="continue an interrupted run in --out after its last completed epoch")
     defaults = HipsegConfig()
     p.add_argument("--epochs", type=int, default=defaults.train.epochs)
     p.add_argument("--steps-per-epoch", type=int, default=defaults.train.steps_per_epoch)
@@ -102,6 +104,10 @@ def build_parser() -> argparse.ArgumentParser:
                         "the fused label")
     p.add_argument("--no-postprocess", action="store_true",
                    help="skip the symmetric connected-component post-processing")
+    p.add_argument("--overwrite", action="store_true",
+                   help="predict again where OUT/<case>.nii.gz exists (default: skip it)")
+    p.add_argument("--max-memory-gb", type=float,
+                   help="refuse scans whose prediction needs more (default: 80%% of the memory)")
     _add_connectivity(p)
     _add_eps(p)
     _add_device(p)
@@ -172,7 +178,7 @@ def _run_train(args: argparse.Namespace) -> None:
     )
     cases = find_cases(args.data / "images", args.data / args.labels_dir)
     result = train(cases, config, args.out, device=select_device(args.device),
-                   init_model=args.init, progress=not args.no_progress)
+                   init_model=args.init, resume=args.resume, progress=not args.no_progress)
     print(f"model written to {result.model_dir} (best epoch {result.best_epoch} of "
           f"{result.epochs_run}, validation loss {result.best_val_loss:.4f})")
 
@@ -184,7 +190,8 @@ def _run_predict(args: argparse.Namespace) -> None:
 
     options = PredictOptions(postprocess=not args.no_postprocess, connectivity=args.connectivity,
                              collision_eps_mm=args.eps, save_probabilities=args.save_probabilities,
-                             save_uncertainty=args.save_uncertainty)
+                             save_uncertainty=args.save_uncertainty, overwrite=args.overwrite,
+                             max_memory_gb=args.max_memory_gb)
     model = load_model(args.model, select_device(args.device))
     summaries = predict_files(model, args.inputs, args.out, options=options,
                               progress=not args.no_progress)

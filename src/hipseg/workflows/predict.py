@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -50,16 +51,51 @@ class Prediction:
     disagreement: np.ndarray
 
 
+def estimate_prediction_bytes(shape: tuple[int, int, int], n_classes: int, n_views: int,
+                              stack_dim: int) -> int:
+    """Peak bytes :func:`predict_volume` needs for a scan, from its arrays.
+
+    Per voxel: the image and its scaled copy (float32), the summed and one mapped view's
+    probabilities (``2 C`` float32), each view's vote and coverage (2 bytes a view), the output
+    maps; plus one view's probability stack ``C * dim**3`` float32.
+    """
+    voxels = int(np.prod(shape))
+    per_voxel = 4 * 2 + 4 * 2 * n_classes + 2 * n_views + 4 * 2 + 1
+    return voxels * per_voxel + 4 * n_classes * stack_dim**3
+
+
+def physical_memory_bytes() -> int:
+    """Total physical memory of this machine."""
+    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+
+
 def predict_volume(model: LoadedModel, image: Volume, *, batch_size: int = 16,
-                   progress: bool = True) -> Prediction:
+                   max_memory_bytes: int | None = None, progress: bool = True) -> Prediction:
     """Segment one scan with all of the model's views (SPEC step 7).
 
     Parameters
     ----------
     image : Volume
         CT intensities in HU, shape (X, Y, Z).
+    max_memory_bytes : int, optional
+        Refuse (``ValueError`` with the estimate and the limit) a scan whose prediction would
+        need more; default 80 % of the physical memory.
+
+    Raises
+    ------
+    ValueError
+        The scan is too large, or its intensities cannot be scaled.
     """
     config, network, device = model.config, model.network, model.device
+    limit = int(0.8 * physical_memory_bytes()) if max_memory_bytes is None else max_memory_bytes
+    largest = prediction_grid(np.eye(3)[0], image.center_mm, image.extent_mm,
+                              config.sampling.pixel_spacing_mm, network.size_multiple)
+    needed = estimate_prediction_bytes(image.shape, config.labels.n_classes,
+                                       len(config.views.directions), largest.dim)
+    if needed > limit:
+        raise ValueError(f"predicting this {image.shape} scan needs about {needed / 2**30:.1f} GiB, "
+                         f"more than the limit of {limit / 2**30:.1f} GiB (--max-memory-gb); "
+                         "crop the scan or raise the limit")
     scaled = preprocess_image(image.data, config.preprocess.clip_below_hu)
     volume = torch.from_numpy(scaled)[None].to(device)
     fill_value = float(scaled.min())
@@ -103,6 +139,8 @@ class PredictOptions:
     collision_eps_mm: float = 2.0
     save_probabilities: bool = False
     save_uncertainty: bool = False
+    overwrite: bool = False
+    max_memory_gb: float | None = None
 
 
 @dataclass(frozen=True)
@@ -141,19 +179,25 @@ def predict_files(model: LoadedModel, inputs: list[Path], out_dir: Path, *,
 
     Also ``<case id>_probabilities.nii.gz`` (fused, classes last) and
     ``<case id>_uncertainty.nii.gz`` (fraction of views voting against the fused label) when
-    asked. Raises ``HipsegError`` after trying every input if some failed, naming them.
+    asked. An input whose label map already exists is skipped unless ``options.overwrite``.
+    Raises ``HipsegError`` after trying every input if some failed, naming them.
     """
     options = PredictOptions() if options is None else options
+    max_memory = None if options.max_memory_gb is None else int(options.max_memory_gb * 2**30)
     summaries, failed = [], []
     for path in tqdm(inputs, desc="predicting", disable=not progress or len(inputs) < 2):
+        target = output_path(out_dir, path)
+        if target.exists() and not options.overwrite:
+            logger.info("skipping %s: %s exists (--overwrite to redo)", path, target)
+            continue
         try:
             image = read_image(path)
             try:
-                prediction = predict_volume(model, image, progress=progress)
+                prediction = predict_volume(model, image, max_memory_bytes=max_memory,
+                                            progress=progress)
             except ValueError as err:
                 raise InputError(path, str(err)) from None
             labels, summary = finish_prediction(prediction, image, model.config.labels, options)
-            target = output_path(out_dir, path)
             write_labels(target, labels, reference=path)
             if options.save_probabilities:
                 write_image(output_path(out_dir, path, "_probabilities"),

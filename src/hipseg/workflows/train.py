@@ -18,6 +18,7 @@ from hipseg.core.atomic import atomic_path
 from hipseg.core.config import HipsegConfig, load_config
 from hipseg.core.errors import HipsegError, InputError
 from hipseg.io import Case
+from hipseg.models.checkpoint import load_state_dict, save_state_dict
 from hipseg.views.directions import view_directions
 from hipseg.workflows.data import PlaneSampler, load_training_scans, measure_plane_size
 from hipseg.workflows.model_io import (
@@ -33,6 +34,7 @@ logger = logging.getLogger(__name__)
 
 LOG_NAME = "log.csv"
 LAST_WEIGHTS_NAME = "last.pt"
+TRAIN_STATE_NAME = "train_state.pt"
 
 
 @dataclass(frozen=True)
@@ -110,7 +112,8 @@ def _evaluate(network: torch.nn.Module, images: torch.Tensor, labels: torch.Tens
 
 
 def train(cases: list[Case], config: HipsegConfig, out_dir: Path, *, device: torch.device,
-          init_model: Path | None = None, progress: bool = True) -> TrainResult:
+          init_model: Path | None = None, resume: bool = False,
+          progress: bool = True) -> TrainResult:
     """Train and write ``out_dir/{model.pt, last.pt, config.yaml, log.csv}``.
 
     Parameters
@@ -121,9 +124,20 @@ def train(cases: list[Case], config: HipsegConfig, out_dir: Path, *, device: tor
         Unset geometry (views, plane size) is measured from the training data.
     init_model : Path, optional
         A model folder to start from: every layer, output layer included, is loaded and trained.
+    resume : bool
+        Continue an interrupted run in ``out_dir`` after its last completed epoch, with the
+        model, optimizer, scheduler and random state saved then; the settings are those in
+        ``out_dir/config.yaml``, so the result equals an uninterrupted run.
     """
     out_dir = Path(out_dir)
-    config = prepare_config(config, init_model)
+    state_path = out_dir / TRAIN_STATE_NAME
+    if resume:
+        if not state_path.is_file():
+            raise InputError(state_path, "nothing to resume: no training state in this folder")
+        config = load_config(out_dir / "config.yaml")
+        logger.info("resuming %s with the settings in its config.yaml", out_dir)
+    else:
+        config = prepare_config(config, init_model)
     tc = config.train
     rng = np.random.default_rng(tc.seed)
     train_cases, val_cases = split_cases(cases, tc.val_fraction, rng)
@@ -135,7 +149,7 @@ def train(cases: list[Case], config: HipsegConfig, out_dir: Path, *, device: tor
         torch.manual_seed(tc.seed)
         network = build_network(config)
     config = _complete_geometry(config, train_scans, network.size_multiple)
-    if init_model is not None:
+    if init_model is not None and not resume:
         load_weights_into(network, Path(init_model) / WEIGHTS_NAME)
     network.to(device).train()
     logger.info("plane size %d px, sphere %.1f mm, %d views", config.sampling.dim,
@@ -152,8 +166,19 @@ def train(cases: list[Case], config: HipsegConfig, out_dir: Path, *, device: tor
                                                            patience=tc.lr_patience)
     out_dir.mkdir(parents=True, exist_ok=True)
     rows: list[dict] = []
-    best_loss, best_epoch, stale = float("inf"), 0, 0
-    for epoch in range(1, tc.epochs + 1):
+    best_loss, best_epoch, stale, first_epoch = float("inf"), 0, 0, 1
+    if resume:
+        state = load_state_dict(state_path, map_location=device)
+        network.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        rng.bit_generator.state = state["numpy_rng"]
+        rows, best_loss = list(state["rows"]), state["best_val_loss"]
+        best_epoch, stale, first_epoch = state["best_epoch"], state["stale"], state["epoch"] + 1
+    for epoch in range(first_epoch, tc.epochs + 1):
+        if stale >= tc.early_stop_patience:
+            logger.info("early stop: no validation improvement for %d epochs", stale)
+            break
         started = time.perf_counter()
         losses = []
         bar = tqdm(range(tc.steps_per_epoch), desc=f"epoch {epoch}/{tc.epochs}",
@@ -180,10 +205,13 @@ def train(cases: list[Case], config: HipsegConfig, out_dir: Path, *, device: tor
             save_model(network, config, out_dir, WEIGHTS_NAME)
         else:
             stale += 1
+        save_state_dict({
+            "model": network.state_dict(), "optimizer": optimizer.state_dict(),
+            "scheduler": scheduler.state_dict(), "numpy_rng": rng.bit_generator.state,
+            "epoch": epoch, "rows": rows, "best_val_loss": best_loss, "best_epoch": best_epoch,
+            "stale": stale,
+        }, state_path)
         _write_log(out_dir / LOG_NAME, rows)
-        if stale >= tc.early_stop_patience:
-            logger.info("early stop: no validation improvement for %d epochs", stale)
-            break
     return TrainResult(out_dir, len(rows), best_epoch, best_loss)
 
 

@@ -1,0 +1,72 @@
+"""Training killed with SIGKILL mid-run resumes to exactly the model of an uninterrupted run."""
+
+from __future__ import annotations
+
+import csv
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from hipseg.cli import main
+from hipseg.models.checkpoint import load_state_dict
+
+ARGS = ["--epochs", "4", "--steps-per-epoch", "12", "--batch-size", "4", "--base-width", "4",
+        "--depth", "2", "--views", "3", "--seed", "7", "--no-progress"]
+
+
+def _epochs_logged(model_dir: Path) -> int:
+    try:
+        with open(model_dir / "log.csv") as handle:
+            return len(list(csv.DictReader(handle)))
+    except FileNotFoundError:
+        return 0
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("data")
+    assert main(["phantom", str(folder), "--cases", "3", "--seed", "5", "--no-progress"]) == 0
+    return folder
+
+
+@pytest.mark.slow
+def test_sigkill_then_resume_equals_an_uninterrupted_run(data, tmp_path):
+    assert main(["train", str(data), "--out", str(tmp_path / "straight"), *ARGS]) == 0
+
+    killed = tmp_path / "killed"
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    process = subprocess.Popen([sys.executable, "-m", "hipseg", "train", str(data), "--out",
+                                str(killed), *ARGS], env=env, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 300
+    while _epochs_logged(killed) < 2 and process.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.02)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    completed = _epochs_logged(killed)
+    assert 2 <= completed < 4, "the kill must land before the last epoch"
+
+    assert main(["train", str(data), "--out", str(killed), "--resume", "--no-progress"]) == 0
+    assert _epochs_logged(killed) == 4
+    for name in ("last.pt", "model.pt"):
+        straight = load_state_dict(tmp_path / "straight" / name)
+        resumed = load_state_dict(killed / name)
+        assert straight.keys() == resumed.keys()
+        for key in straight:
+            torch.testing.assert_close(resumed[key], straight[key], rtol=0, atol=0)
+    with open(tmp_path / "straight" / "log.csv") as a, open(killed / "log.csv") as b:
+        losses_a = [float(r["val_loss"]) for r in csv.DictReader(a)]
+        losses_b = [float(r["val_loss"]) for r in csv.DictReader(b)]
+    np.testing.assert_array_equal(losses_a, losses_b)
+
+
+def test_resume_without_state_is_a_clear_error(data, tmp_path, capsys):
+    code = main(["train", str(data), "--out", str(tmp_path / "m"), "--resume", "--no-progress"])
+    assert code == 2
+    assert "nothing to resume" in capsys.readouterr().err
