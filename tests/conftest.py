@@ -1,23 +1,16 @@
-"""Shared fixtures: small synthetic volumes and affines built in the test."""
+"""Shared fixtures."""
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
+import torch
 
-
-def oblique_affine(spacing_mm=(1.2, 0.9, 1.5), angles_deg=(10.0, -20.0, 30.0),
-                   origin_mm=(-40.0, 25.0, 10.0), flips=(False, True, False)) -> np.ndarray:
-    """A voxel-to-RAS affine with rotation, anisotropic spacing, axis flips and translation."""
-    ax, ay, az = np.radians(angles_deg)
-    rx = np.array([[1, 0, 0], [0, np.cos(ax), -np.sin(ax)], [0, np.sin(ax), np.cos(ax)]])
-    ry = np.array([[np.cos(ay), 0, np.sin(ay)], [0, 1, 0], [-np.sin(ay), 0, np.cos(ay)]])
-    rz = np.array([[np.cos(az), -np.sin(az), 0], [np.sin(az), np.cos(az), 0], [0, 0, 1]])
-    signs = np.where(flips, -1.0, 1.0)
-    affine = np.eye(4)
-    affine[:3, :3] = rz @ ry @ rx @ np.diag(np.asarray(spacing_mm) * signs)
-    affine[:3, 3] = origin_mm
-    return affine
+from hipseg.core.config import HipsegConfig, ModelConfig, SamplingConfig, ViewConfig
+from hipseg.views.directions import view_directions
+from hipseg.workflows.model_io import build_network, save_model
 
 
 @pytest.fixture
@@ -25,12 +18,21 @@ def rng() -> np.random.Generator:
     return np.random.default_rng(1234)
 
 
-def blob_labels(shape: tuple[int, int, int], rng: np.random.Generator, n_blobs: int = 6) -> np.ndarray:
-    """Overlapping random balls with ids 1..5 on a grid: a label map with many boundaries."""
-    grid = np.indices(shape).transpose(1, 2, 3, 0).astype(float)
-    labels = np.zeros(shape, np.uint8)
-    for index in range(n_blobs):
-        center = rng.uniform(0, np.asarray(shape) - 1)
-        radius = rng.uniform(2, min(shape) / 3)
-        labels[np.linalg.norm(grid - center, axis=-1) <= radius] = index % 5 + 1
-    return labels
+@pytest.fixture
+def tiny_model_dir(tmp_path):
+    directions = view_directions(4, 30.0, np.random.default_rng(0))
+    config = dataclasses.replace(
+        HipsegConfig(),
+        views=ViewConfig(n_views=4, directions=tuple(tuple(map(float, d)) for d in directions)),
+        sampling=SamplingConfig(dim=16, sphere_diameter_mm=40.0),
+        model=ModelConfig(base_width=4, depth=2),
+    )
+    torch.manual_seed(0)
+    network = build_network(config)
+    with torch.no_grad():
+        for module in network.modules():
+            if isinstance(module, torch.nn.BatchNorm2d):
+                module.running_mean.uniform_(-0.5, 0.5)
+                module.running_var.uniform_(0.5, 2.0)
+    save_model(network, config, tmp_path / "model")
+    return tmp_path / "model"

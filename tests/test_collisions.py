@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
-from conftest import blob_labels
 from hipseg.collisions import collision_map, collision_pairs, count_collisions, pair_code
+from synthetic import blob_labels
 
 
 def _two_boxes(first: int = 1, second: int = 2) -> np.ndarray:

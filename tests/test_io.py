@@ -8,10 +8,10 @@ import nibabel as nib
 import numpy as np
 import pytest
 
-from conftest import oblique_affine
 from hipseg.core.errors import InputError
 from hipseg.core.labels import DEFAULT_LABELS
 from hipseg.io import case_id, find_cases, read_image, read_labels, write_labels
+from synthetic import oblique_affine
 
 
 def _write_nifti(path, data, affine, qform_code=1, sform_code=2):

@@ -8,7 +8,6 @@ import numpy as np
 import pytest
 from scipy.spatial.distance import cdist
 
-from conftest import blob_labels
 from hipseg.metrics import (
     average_surface_distance,
     dice_per_class,
@@ -19,6 +18,7 @@ from hipseg.metrics import (
     surface_metrics_per_class,
     surface_voxels,
 )
+from synthetic import blob_labels
 
 SPACING_MM = (0.8, 2.5, 1.2)  # anisotropic; shifts below are along axis 1 (2.5 mm)
 CLASS_IDS = (1, 2, 3, 4, 5)

@@ -7,13 +7,13 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
-from conftest import blob_labels
 from hipseg.core.labels import DEFAULT_LABELS, LabelTable
 from hipseg.postprocess import (
     PostprocessReport,
     symmetric_components,
     symmetric_components_with_report,
 )
+from synthetic import blob_labels
 
 FEMUR_RIGHT, FEMUR_LEFT, HIP_RIGHT, HIP_LEFT, SACRUM = 1, 2, 3, 4, 5
 STRUCTURE_RANK = {6: 1, 18: 2, 26: 3}  # scipy's generate_binary_structure rank per connectivity

@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 
 from hipseg.core.config import HipsegConfig
-from hipseg.core.errors import HipsegError
+from hipseg.core.errors import HipsegError, InputError
 from hipseg.core.labels import LabelTable
 
 __all__ = ["build_parser", "main"]
@@ -141,6 +141,12 @@ def build_parser() -> argparse.ArgumentParser:
                    help="write each reference's gap region G (d1 + d2 < 10 voxels) as NIfTI to DIR")
     _add_common(p)
 
+    p = sub.add_parser("check", help="check every image and label map of a dataset folder")
+    p.add_argument("data", type=Path, help="folder with images/ and a labels folder")
+    p.add_argument("--labels-dir", default="labels", help="labels subfolder (default labels)")
+    _add_model_labels(p)
+    _add_common(p)
+
     p = sub.add_parser("demo", help="phantoms -> pre-train -> fine-tune -> predict -> evaluate")
     p.add_argument("--out", type=Path, default=Path("demo_output"))
     p.add_argument("--seed", type=int, default=0)
@@ -243,6 +249,17 @@ def _run_evaluate(args: argparse.Namespace) -> None:
         print(f"per-case scores written to {args.out}, summary to {summary}")
 
 
+def _run_check(args: argparse.Namespace) -> None:
+    from hipseg.workflows.check import check_dataset, format_checks
+
+    labels = _labels_of(args)
+    results = check_dataset(args.data / "images", args.data / args.labels_dir, labels)
+    print(format_checks(results, labels))
+    bad = [r for r in results if r.problem is not None]
+    if bad:
+        raise InputError(args.data, f"{len(bad)} of {len(results)} cases have problems (see above)")
+
+
 def _run_demo(args: argparse.Namespace) -> None:
     from hipseg.workflows.demo import run_demo
     from hipseg.workflows.device import select_device
@@ -258,6 +275,7 @@ COMMANDS = {
     "evaluate": _run_evaluate,
     "postprocess": _run_postprocess,
     "collisions": _run_collisions,
+    "check": _run_check,
     "demo": _run_demo,
 }
 

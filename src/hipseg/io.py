@@ -62,12 +62,9 @@ def _load(path: Path) -> tuple[nib.Nifti1Image, np.ndarray]:
         raise InputError(path, f"expected a 3D volume, got shape {data.shape}")
     if min(data.shape) < 2:
         raise InputError(path, f"expected a 3D volume, got a flat one of shape {data.shape}")
-    zooms = np.asarray(img.header.get_zooms()[:3], dtype=np.float64)
-    if not np.all(np.isfinite(zooms)) or np.any(zooms <= 0):
-        raise InputError(path, f"zero or negative voxel spacing {tuple(float(z) for z in zooms)}")
     affine = img.affine
     if not np.all(np.isfinite(affine)) or abs(np.linalg.det(affine[:3, :3])) < 1e-12:
-        raise InputError(path, "singular or non-finite affine")
+        raise InputError(path, "singular or non-finite affine (zero voxel spacing along an axis?)")
     return img, data
 
 
@@ -78,7 +75,7 @@ def read_image(path: Path) -> Volume:
     ------
     InputError
         Missing, unreadable or truncated file; not 3D; NaN or infinite values; a constant
-        (empty) image; zero or negative spacing; a singular or non-finite affine.
+        (empty) image; a singular (zero spacing) or non-finite affine.
     """
     img, data = _load(path)
     image = np.asarray(data, dtype=np.float32)

@@ -6,7 +6,6 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import blob_labels, oblique_affine
 from hipseg.core.volume import apply_affine
 from hipseg.views import (
     ViewGrid,
@@ -17,6 +16,7 @@ from hipseg.views import (
     view_directions,
 )
 from hipseg.views.directions import angle_between_lines_deg
+from synthetic import blob_labels, oblique_affine
 
 
 def test_view_directions_axes_first_and_apart(rng):

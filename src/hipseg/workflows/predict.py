@@ -211,9 +211,12 @@ def predict_files(model: LoadedModel, inputs: list[Path], out_dir: Path, *,
                         target, summary.collisions, options.collision_eps_mm,
                         summary.mean_disagreement, summary.voxels_moved, summary.voxels_removed)
         except InputError as err:
-            logger.error("%s", err)
-            failed.append(path)
+            if len(inputs) > 1:
+                logger.error("%s", err)
+            failed.append(err)
+    if len(failed) == 1 and len(inputs) == 1:
+        raise failed[0]
     if failed:
         raise HipsegError(f"{len(failed)} of {len(inputs)} inputs failed: "
-                          + ", ".join(str(p) for p in failed))
+                          + "; ".join(str(err) for err in failed))
     return summaries

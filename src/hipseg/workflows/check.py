@@ -1,0 +1,63 @@
+"""``hipseg check``: run every input check over a dataset before anyone trains on it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from hipseg.core.errors import InputError
+from hipseg.core.labels import LabelTable
+from hipseg.io import case_id, find_images, read_image, read_labels
+
+__all__ = ["CaseCheck", "check_dataset", "format_checks"]
+
+
+@dataclass(frozen=True)
+class CaseCheck:
+    """The outcome for one case: its geometry and classes when it is fine, else the problem."""
+
+    case_id: str
+    shape: tuple[int, ...] | None
+    spacing_mm: tuple[float, ...] | None
+    classes: tuple[int, ...]
+    problem: str | None
+
+
+def check_dataset(images_dir: Path, labels_dir: Path, labels: LabelTable) -> list[CaseCheck]:
+    """Check every image, its label map (ids, shape, affine), and partners missing on either side."""
+    images = {case_id(p): p for p in find_images(images_dir)}
+    label_maps = {case_id(p): p for p in find_images(labels_dir)} if Path(labels_dir).is_dir() else {}
+    results = []
+    for cid in sorted(set(images) | set(label_maps)):
+        if cid not in images:
+            results.append(CaseCheck(cid, None, None, (), str(InputError(
+                label_maps[cid], f"no image for case {cid!r} in {images_dir}"))))
+            continue
+        try:
+            image = read_image(images[cid])
+            if cid not in label_maps:
+                raise InputError(images[cid], f"no label map for case {cid!r} in {labels_dir}")
+            label_map = read_labels(label_maps[cid], labels, reference=image)
+            present = tuple(int(v) for v in np.unique(label_map.data) if v)
+            results.append(CaseCheck(cid, image.shape, tuple(float(s) for s in image.spacing_mm),
+                                     present, None))
+        except InputError as err:
+            results.append(CaseCheck(cid, None, None, (), str(err)))
+    return results
+
+
+def format_checks(results: list[CaseCheck], labels: LabelTable) -> str:
+    """One line per case, then a count of the cases with problems."""
+    lines = [f"{'case':<20} {'shape':<16} {'spacing (mm)':<20} {'classes':<14} status"]
+    for r in results:
+        shape = "x".join(map(str, r.shape)) if r.shape else "-"
+        spacing = " x ".join(f"{s:.2f}" for s in r.spacing_mm) if r.spacing_mm else "-"
+        missing = [labels.names[c] for c in labels.foreground_ids if c not in r.classes]
+        status = r.problem or ("ok" if not missing else f"ok (missing: {', '.join(missing)})")
+        classes = ",".join(map(str, r.classes)) or "-"
+        lines.append(f"{r.case_id:<20} {shape:<16} {spacing:<20} {classes:<14} {status}")
+    bad = sum(r.problem is not None for r in results)
+    lines.append(f"\n{len(results)} cases, {bad} with problems")
+    return "\n".join(lines)
