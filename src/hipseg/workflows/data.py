@@ -15,6 +15,7 @@ from hipseg.io import Case, read_image, read_labels
 from hipseg.preprocess import preprocess_image
 from hipseg.views.grid import ViewGrid
 from hipseg.views.sampling import sample_planes
+from hipseg.workflows.device import physical_memory_bytes
 
 __all__ = ["PlaneSampler", "TrainingScan", "load_training_scans", "measure_plane_size"]
 
@@ -46,8 +47,16 @@ def load_training_scans(cases: list[Case], config: HipsegConfig, device: torch.d
     """Read, validate and pre-process each case's image and label map."""
     rng = np.random.default_rng(config.train.seed)
     scans = []
+    limit = int(0.8 * physical_memory_bytes())
+    held = 0
     for case in tqdm(cases, desc="loading scans", disable=not progress, leave=False):
         image = read_image(case.image)
+        # image, its scaled copy and float labels, 4 bytes each, stay in memory while training
+        held += 12 * int(np.prod(image.shape))
+        if held > limit:
+            raise InputError(case.image, f"the training scans up to this one need about "
+                                         f"{held / 2**30:.1f} GiB in memory, more than the limit "
+                                         f"of {limit / 2**30:.1f} GiB; use fewer or smaller scans")
         labels = read_labels(case.labels, config.labels, reference=image)
         try:
             scaled = preprocess_image(image.data, config.preprocess.clip_below_hu)

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import os
+
 import torch
 
 from hipseg.core.errors import HipsegError
 
-__all__ = ["select_device"]
+__all__ = ["physical_memory_bytes", "select_device"]
 
 
 def select_device(name: str = "auto") -> torch.device:
@@ -20,3 +22,8 @@ def select_device(name: str = "auto") -> torch.device:
     if device.type == "cuda" and not torch.cuda.is_available():
         raise HipsegError(f"device {name!r} requested but CUDA is not available")
     return device
+
+
+def physical_memory_bytes() -> int:
+    """Total physical memory of this machine."""
+    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,6 +22,7 @@ from hipseg.preprocess import preprocess_image
 from hipseg.views.grid import prediction_grid
 from hipseg.views.mapping import map_stack_to_voxels
 from hipseg.views.sampling import sample_planes
+from hipseg.workflows.device import physical_memory_bytes
 from hipseg.workflows.model_io import LoadedModel
 
 __all__ = [
@@ -62,11 +62,6 @@ def estimate_prediction_bytes(shape: tuple[int, int, int], n_classes: int, n_vie
     voxels = int(np.prod(shape))
     per_voxel = 4 * 2 + 4 * 2 * n_classes + 2 * n_views + 4 * 2 + 1
     return voxels * per_voxel + 4 * n_classes * stack_dim**3
-
-
-def physical_memory_bytes() -> int:
-    """Total physical memory of this machine."""
-    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
 
 
 def predict_volume(model: LoadedModel, image: Volume, *, batch_size: int = 16,
