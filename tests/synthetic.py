@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 
 
@@ -28,3 +30,17 @@ def blob_labels(shape: tuple[int, int, int], rng: np.random.Generator, n_blobs: 
         radius = rng.uniform(2, min(shape) / 3)
         labels[np.linalg.norm(grid - center, axis=-1) <= radius] = index % 5 + 1
     return labels
+
+
+def touching_pairs(labels: np.ndarray) -> set[tuple[int, int]]:
+    """Pairs of different foreground classes that are 26-neighbours (slow, independent)."""
+    pairs = set()
+    n = labels.shape
+    for offset in itertools.product((-1, 0, 1), repeat=3):
+        if offset == (0, 0, 0):
+            continue
+        a = labels[tuple(slice(max(0, -o), n[i] - max(0, o)) for i, o in enumerate(offset))]
+        b = labels[tuple(slice(max(0, o), n[i] - max(0, -o)) for i, o in enumerate(offset))]
+        hit = (a != 0) & (b != 0) & (a != b)
+        pairs |= {(int(x), int(y)) for x, y in set(zip(a[hit].tolist(), b[hit].tolist()))}
+    return pairs

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import itertools
 from pathlib import Path
 
 import numpy as np
@@ -14,6 +13,7 @@ from hipseg.core.volume import apply_affine
 from hipseg.phantom import make_case_from_meshes
 from hipseg.phantom.meshes import classify_mesh_name
 from hipseg.phantom.voxelize import voxelize_closed_mesh
+from synthetic import touching_pairs
 
 MESH_DIR = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "hip-meshes"
 REAL_MESHES = [MESH_DIR / name for name in ("lfemur.stl", "lpelvis.stl", "sacrum.stl")]
@@ -24,18 +24,6 @@ needs_meshes = pytest.mark.skipif(
 FEMUR_R, FEMUR_L, HIP_R, HIP_L, SACRUM = 1, 2, 3, 4, 5
 
 
-def touching_pairs(labels: np.ndarray) -> set[tuple[int, int]]:
-    """Pairs of different foreground classes that are 26-neighbours (slow, independent)."""
-    pairs = set()
-    n = labels.shape
-    for offset in itertools.product((-1, 0, 1), repeat=3):
-        if offset == (0, 0, 0):
-            continue
-        a = labels[tuple(slice(max(0, -o), n[i] - max(0, o)) for i, o in enumerate(offset))]
-        b = labels[tuple(slice(max(0, o), n[i] - max(0, -o)) for i, o in enumerate(offset))]
-        hit = (a != 0) & (b != 0) & (a != b)
-        pairs |= {(int(x), int(y)) for x, y in set(zip(a[hit].tolist(), b[hit].tolist()))}
-    return pairs
 
 
 def centroid_mm(volume, class_id: int) -> np.ndarray:

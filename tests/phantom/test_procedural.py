@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import itertools
-
 import numpy as np
 import pytest
 from scipy import ndimage
@@ -17,23 +15,12 @@ from hipseg.phantom import (
     make_procedural_case,
 )
 from hipseg.phantom.coarse import nearest_two_bones
+from synthetic import touching_pairs
 
 FEMUR_R, FEMUR_L, HIP_R, HIP_L, SACRUM = 1, 2, 3, 4, 5
 SEED_WITH_FLIP = 0
 
 
-def touching_pairs(labels: np.ndarray) -> set[tuple[int, int]]:
-    """Pairs of different foreground classes that are 26-neighbours (slow, independent)."""
-    pairs = set()
-    n = labels.shape
-    for offset in itertools.product((-1, 0, 1), repeat=3):
-        if offset == (0, 0, 0):
-            continue
-        a = labels[tuple(slice(max(0, -o), n[i] - max(0, o)) for i, o in enumerate(offset))]
-        b = labels[tuple(slice(max(0, o), n[i] - max(0, -o)) for i, o in enumerate(offset))]
-        hit = (a != 0) & (b != 0) & (a != b)
-        pairs |= {(int(x), int(y)) for x, y in set(zip(a[hit].tolist(), b[hit].tolist()))}
-    return pairs
 
 
 def min_distance_mm(labels: np.ndarray, spacing: np.ndarray, a: int, b: int) -> float:
