@@ -6,7 +6,13 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
-from hipseg.collisions import collision_map, collision_pairs, count_collisions, pair_code
+from hipseg.collisions import (
+    collision_map,
+    collision_pairs,
+    count_collisions,
+    default_eps_mm,
+    pair_code,
+)
 from synthetic import blob_labels
 
 
@@ -153,3 +159,13 @@ def test_collision_set_matches_scipy_edt_on_a_larger_map():
 def test_bad_input_is_rejected(labels, spacing_mm, eps_mm, match):
     with pytest.raises(ValueError, match=match):
         count_collisions(labels, spacing_mm, eps_mm)
+
+
+def test_default_eps_is_the_papers_2mm_or_one_voxel_step_on_coarse_scans():
+    assert default_eps_mm((0.8, 0.8, 1.0)) == 2.0
+    assert default_eps_mm((2.8, 2.8, 3.3)) == 3.3
+    touching = np.zeros((8, 4, 4), np.uint8)
+    touching[:4], touching[4:] = 1, 3
+    # on 3 mm voxels, touching bones collide under the default eps but not under a bare 2 mm
+    assert count_collisions(touching, (3.0, 3.0, 3.0), default_eps_mm((3.0, 3.0, 3.0)))[0] == 32
+    assert count_collisions(touching, (3.0, 3.0, 3.0), 2.0)[0] == 0

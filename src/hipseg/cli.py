@@ -31,10 +31,17 @@ def _add_connectivity(parser: argparse.ArgumentParser) -> None:
                         help="voxel connectivity of components (default 26)")
 
 
+def _add_min_gap(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--min-gap-mm", type=float, metavar="MM",
+                        help="voxels of different bones closer than this (centre to centre) are "
+                             "cleared; default: bones may not be 26-neighbours")
+
+
 def _add_eps(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--eps", type=float, default=2.0,
+    parser.add_argument("--eps", type=float, metavar="MM",
                         help="collision distance in mm: |E| counts bone voxels this close to "
-                             "another bone (default 2)")
+                             "another bone (default: the paper's 2 mm, or the largest voxel "
+                             "spacing if larger, so touching bones always count)")
 
 
 def _add_model_labels(parser: argparse.ArgumentParser) -> None:
@@ -103,7 +110,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="also write <case>_uncertainty.nii.gz: fraction of views voting against "
                         "the fused label")
     p.add_argument("--no-postprocess", action="store_true",
-                   help="skip the symmetric connected-component post-processing")
+                   help="skip post-processing (symmetric connected components, then the gap "
+                        "guarantee: no two bones touch)")
+    _add_min_gap(p)
+    p.add_argument("--meshes", action="store_true",
+                   help="also write one closed surface mesh per bone to OUT/meshes (STL)")
     p.add_argument("--overwrite", action="store_true",
                    help="predict again where OUT/<case>.nii.gz exists (default: skip it)")
     p.add_argument("--max-memory-gb", type=float,
@@ -139,6 +150,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, help="per-case CSV to write (a JSON summary goes beside it)")
     p.add_argument("--save-gap-regions", type=Path, metavar="DIR",
                    help="write each reference's gap region G (d1 + d2 < 10 voxels) as NIfTI to DIR")
+    _add_common(p)
+
+    p = sub.add_parser("mesh", help="FE-ready bone surface meshes from label maps, with QC")
+    p.add_argument("inputs", type=Path, nargs="+", help="label maps (NIfTI)")
+    p.add_argument("--out", type=Path, required=True, help="output folder")
+    p.add_argument("--format", choices=("stl", "obj", "ply", "vtk"), default="stl")
+    p.add_argument("--smooth", type=int, default=0, metavar="N",
+                   help="Taubin smoothing iterations, backed off so no joint space closes")
+    _add_min_gap(p)
+    p.add_argument("--lps", action="store_true", help="write LPS coordinates instead of RAS")
+    _add_model_labels(p)
     _add_common(p)
 
     p = sub.add_parser("check", help="check every image and label map of a dataset folder")
@@ -195,18 +217,38 @@ def _run_predict(args: argparse.Namespace) -> None:
     from hipseg.workflows.predict import PredictOptions, predict_files
 
     options = PredictOptions(postprocess=not args.no_postprocess, connectivity=args.connectivity,
+                             min_gap_mm=args.min_gap_mm,
                              collision_eps_mm=args.eps, save_probabilities=args.save_probabilities,
                              save_uncertainty=args.save_uncertainty, overwrite=args.overwrite,
                              max_memory_gb=args.max_memory_gb)
     model = load_model(args.model, select_device(args.device))
     summaries = predict_files(model, args.inputs, args.out, options=options,
                               progress=not args.no_progress)
-    print(f"{'case':<24} {'|E|':>8} {'disagreement':>12} {'moved':>7} {'removed':>8}")
+    print(f"{'case':<24} {'|E|':>8} {'eps mm':>7} {'disagreement':>12} {'moved':>7} "
+          f"{'removed':>8} {'gap':>6}")
     for s in summaries:
-        print(f"{s.case_id:<24} {s.collisions:>8} {s.mean_disagreement:>12.3f} "
-              f"{s.voxels_moved:>7} {s.voxels_removed:>8}")
-    print(f"wrote {len(summaries)} label map(s) to {args.out} (|E|: voxels within {args.eps:g} mm "
-          "of another bone)")
+        print(f"{s.case_id:<24} {s.collisions:>8} {s.collision_eps_mm:>7.2f} "
+              f"{s.mean_disagreement:>12.3f} {s.voxels_moved:>7} {s.voxels_removed:>8} "
+              f"{s.gap_voxels_changed:>6}")
+    print(f"wrote {len(summaries)} label map(s) to {args.out} (|E|: bone voxels within eps of "
+          "another bone; gap: voxels cleared so no two bones touch)")
+    if args.meshes and summaries:
+        from hipseg.workflows.meshing import mesh_files
+
+        mesh_files([s.path for s in summaries], args.out / "meshes", model.config.labels,
+                   min_gap_mm=args.min_gap_mm)
+        print(f"meshes and their QC written to {args.out / 'meshes'}")
+
+
+def _run_mesh(args: argparse.Namespace) -> None:
+    from hipseg.workflows.meshing import format_mesh_qc, mesh_files
+
+    reports = mesh_files(args.inputs, args.out, _labels_of(args), fmt=args.format,
+                         smoothing_iterations=args.smooth, min_gap_mm=args.min_gap_mm,
+                         lps=args.lps)
+    for report in reports:
+        print(format_mesh_qc(report))
+    print(f"meshes and <case>_mesh_qc.json written to {args.out}")
 
 
 def _run_postprocess(args: argparse.Namespace) -> None:
@@ -224,7 +266,7 @@ def _run_collisions(args: argparse.Namespace) -> None:
 
     reviews = review_files(args.inputs, _labels_of(args), eps_mm=args.eps, top_regions=args.top,
                            collisions_dir=args.out)
-    print(format_review(reviews, args.eps, args.threshold))
+    print(format_review(reviews, args.threshold))
     if args.out is not None:
         write_review_csv(reviews, args.out / "collisions.csv")
         print(f"collision maps and collisions.csv written to {args.out}")
@@ -276,6 +318,7 @@ COMMANDS = {
     "postprocess": _run_postprocess,
     "collisions": _run_collisions,
     "check": _run_check,
+    "mesh": _run_mesh,
     "demo": _run_demo,
 }
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import json
 
 import nibabel as nib
 import numpy as np
@@ -61,3 +62,20 @@ def test_postprocess_moves_a_stray_blob_and_keeps_the_gap(tmp_path, capsys):
     assert np.all(out[8] == 0), "the one-voxel gap between femur and hip must survive"
     assert out[28, 0, 0] == 5
     assert "moved 2 voxels" in capsys.readouterr().out
+
+
+def test_mesh_command_writes_libhip_meshes_and_qc(tmp_path, capsys):
+    labels = np.zeros((24, 14, 14), np.uint8)
+    labels[3:10, 3:11, 3:11] = 2        # femur_left
+    labels[10:16, 3:11, 3:11] = 4       # hip_left, touching the femur face to face
+    _save(tmp_path / "in" / "c.nii.gz", labels, spacing=(1.5, 1.0, 1.2))
+    assert main(["mesh", str(tmp_path / "in" / "c.nii.gz"), "--out", str(tmp_path / "m"),
+                 "--format", "ply", "--no-progress"]) == 0
+    printed = capsys.readouterr().out
+    assert sorted(p.name for p in (tmp_path / "m").iterdir()) == [
+        "c_lfemur_mm.ply", "c_lpelvis_mm.ply", "c_mesh_qc.json"]
+    assert "closed, manifold, outward" in printed
+    qc = json.loads((tmp_path / "m" / "c_mesh_qc.json").read_text())
+    assert qc["gap_voxels_changed"] == 64
+    [pair] = qc["pairs"]
+    assert pair["distance_mm"] > 0.5, "the touching bones must be pulled apart"

@@ -11,13 +11,13 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from hipseg.collisions import count_collisions
+from hipseg.collisions import count_collisions, default_eps_mm
 from hipseg.core.errors import HipsegError, InputError
 from hipseg.core.labels import LabelTable
 from hipseg.core.volume import Volume
 from hipseg.fusion import ViewAggregator
 from hipseg.io import case_id, read_image, write_image, write_labels
-from hipseg.postprocess import symmetric_components_with_report
+from hipseg.postprocess import enforce_min_gap, symmetric_components_with_report
 from hipseg.preprocess import preprocess_image
 from hipseg.views.grid import prediction_grid
 from hipseg.views.mapping import map_stack_to_voxels
@@ -131,7 +131,8 @@ class PredictOptions:
 
     postprocess: bool = True
     connectivity: int = 26
-    collision_eps_mm: float = 2.0
+    min_gap_mm: float | None = None
+    collision_eps_mm: float | None = None
     save_probabilities: bool = False
     save_uncertainty: bool = False
     overwrite: bool = False
@@ -145,26 +146,39 @@ class PredictionSummary:
     case_id: str
     path: Path
     collisions: int
+    collision_eps_mm: float
     mean_disagreement: float
     voxels_moved: int
     voxels_removed: int
+    gap_voxels_changed: int
 
 
 def finish_prediction(prediction: Prediction, image: Volume, labels_table: LabelTable,
                       options: PredictOptions) -> tuple[np.ndarray, PredictionSummary]:
     """Post-process the fused labels and measure them (no files).
 
+    Post-processing is the symmetric connected components (SPEC step 8), then the gap
+    guarantee: no voxel of one bone touches another bone (or comes closer than
+    ``options.min_gap_mm``); contested voxels go to background, the one with the lower summed
+    view probability of its own class losing.
+
     Returns the final uint8 label map and a summary whose ``path`` is still empty.
     """
-    labels, moved, removed = prediction.labels, 0, 0
+    labels, moved, removed, gap_changed = prediction.labels, 0, 0, 0
     if options.postprocess:
         labels, report = symmetric_components_with_report(labels, labels_table,
                                                            connectivity=options.connectivity)
         moved, removed = report.total_moved, report.total_removed
-    collisions, _ = count_collisions(labels, image.spacing_mm, options.collision_eps_mm)
+        labels, gap_changed = enforce_min_gap(labels, image.spacing_mm,
+                                              min_gap_mm=options.min_gap_mm,
+                                              probabilities=prediction.probabilities)
+    eps_mm = (default_eps_mm(image.spacing_mm) if options.collision_eps_mm is None
+              else options.collision_eps_mm)
+    collisions, _ = count_collisions(labels, image.spacing_mm, eps_mm)
     foreground = labels > 0
     disagreement = float(prediction.disagreement[foreground].mean()) if foreground.any() else 0.0
-    return labels, PredictionSummary("", Path(), collisions, disagreement, moved, removed)
+    return labels, PredictionSummary("", Path(), collisions, eps_mm, disagreement, moved, removed,
+                                     gap_changed)
 
 
 def predict_files(model: LoadedModel, inputs: list[Path], out_dir: Path, *,
@@ -202,9 +216,10 @@ def predict_files(model: LoadedModel, inputs: list[Path], out_dir: Path, *,
                             image.affine)
             summaries.append(dataclasses.replace(summary, case_id=case_id(path), path=target))
             logger.info("wrote %s: |E| = %d collision voxels (eps %.1f mm), mean view "
-                        "disagreement %.3f, post-processing moved %d and removed %d voxels",
-                        target, summary.collisions, options.collision_eps_mm,
-                        summary.mean_disagreement, summary.voxels_moved, summary.voxels_removed)
+                        "disagreement %.3f, post-processing moved %d, removed %d and cleared "
+                        "%d voxels to keep the bones apart", target, summary.collisions,
+                        summary.collision_eps_mm, summary.mean_disagreement, summary.voxels_moved,
+                        summary.voxels_removed, summary.gap_voxels_changed)
         except InputError as err:
             if len(inputs) > 1:
                 logger.error("%s", err)

@@ -14,7 +14,7 @@ from pathlib import Path
 import cc3d
 import numpy as np
 
-from hipseg.collisions import collision_map
+from hipseg.collisions import collision_map, default_eps_mm
 from hipseg.core.atomic import atomic_path
 from hipseg.core.labels import LabelTable
 from hipseg.core.volume import apply_affine
@@ -51,15 +51,20 @@ class ScanReview:
     case_id: str
     path: Path
     collisions: int
+    eps_mm: float
     per_pair: dict[tuple[str, str], int]
     mean_disagreement: float
     regions: tuple[CollisionRegion, ...]
 
 
-def review_scan(path: Path, labels: LabelTable, *, eps_mm: float, top_regions: int = 3,
+def review_scan(path: Path, labels: LabelTable, *, eps_mm: float | None, top_regions: int = 3,
                 collisions_dir: Path | None = None) -> ScanReview:
-    """Measure one predicted label map; optionally write its collision map (pair codes) as NIfTI."""
+    """Measure one predicted label map; optionally write its collision map (pair codes) as NIfTI.
+
+    ``eps_mm=None``: :func:`~hipseg.collisions.default_eps_mm` of the scan's spacing.
+    """
     volume = read_labels(path, labels)
+    eps_mm = default_eps_mm(volume.spacing_mm) if eps_mm is None else eps_mm
     codes, pairs = collision_map(volume.data, volume.spacing_mm, eps_mm)
     names = {code: (labels.names[i], labels.names[j]) for code, (i, j) in enumerate(pairs, 1)}
     counts = np.bincount(codes.ravel(), minlength=len(pairs) + 1)
@@ -85,11 +90,12 @@ def review_scan(path: Path, labels: LabelTable, *, eps_mm: float, top_regions: i
     if collisions_dir is not None:
         write_image(Path(collisions_dir) / f"{case_id(path)}_collisions.nii.gz", codes,
                     volume.affine, dtype=np.uint16)
-    return ScanReview(case_id(path), path, int(counts[1:].sum()), per_pair, mean_disagreement,
-                      tuple(regions))
+    return ScanReview(case_id(path), path, int(counts[1:].sum()), eps_mm, per_pair,
+                      mean_disagreement, tuple(regions))
 
 
-def review_files(paths: list[Path], labels: LabelTable, *, eps_mm: float, top_regions: int = 3,
+def review_files(paths: list[Path], labels: LabelTable, *, eps_mm: float | None,
+                 top_regions: int = 3,
                  collisions_dir: Path | None = None) -> list[ScanReview]:
     """Review label maps (derived files such as ``*_uncertainty`` skipped), worst first:
     by |E|, then by mean view disagreement."""
@@ -99,15 +105,15 @@ def review_files(paths: list[Path], labels: LabelTable, *, eps_mm: float, top_re
     return sorted(reviews, key=lambda r: (-r.collisions, -np.nan_to_num(r.mean_disagreement)))
 
 
-def format_review(reviews: list[ScanReview], eps_mm: float, threshold: int | None) -> str:
+def format_review(reviews: list[ScanReview], threshold: int | None) -> str:
     """Ranked table with the regions to correct first, and the stopping verdict."""
-    lines = [f"{'rank':>4} {'case':<24} {'|E|':>8} {'disagreement':>12}  worst pairs"]
+    lines = [f"{'rank':>4} {'case':<24} {'|E|':>8} {'eps mm':>7} {'disagreement':>12}  worst pairs"]
     for rank, review in enumerate(reviews, 1):
         worst = sorted(review.per_pair.items(), key=lambda kv: -kv[1])[:2]
         pairs = ", ".join(f"{a}-{b}: {n}" for (a, b), n in worst) or "-"
-        lines.append(f"{rank:>4} {review.case_id:<24} {review.collisions:>8} "
+        lines.append(f"{rank:>4} {review.case_id:<24} {review.collisions:>8} {review.eps_mm:>7.2f} "
                      f"{review.mean_disagreement:>12.3f}  {pairs}")
-    lines.append(f"\ncorrect first (largest collision regions, eps {eps_mm:g} mm):")
+    lines.append("\ncorrect first (largest collision regions):")
     for review in reviews:
         for region in review.regions:
             x, y, z = region.center_mm
