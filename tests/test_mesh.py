@@ -172,7 +172,11 @@ def test_mesh_files_writes_meshes_and_qc(tmp_path):
         "case_001_lfemur_mm.ply", "case_001_lpelvis_mm.ply"]
 
 
-@pytest.mark.skipif(not HIP_MESHES.is_dir(), reason="CarGen meshes not in shared/data")
+needs_meshes = pytest.mark.skipif(not (HIP_MESHES / "lfemur.stl").is_file(),
+                                  reason=f"the shared CarGen hip meshes are not at {HIP_MESHES}")
+
+
+@needs_meshes
 def test_real_bones_at_3mm_are_closed_and_apart():
     from hipseg.phantom import make_case_from_meshes
 
@@ -186,3 +190,28 @@ def test_real_bones_at_3mm_are_closed_and_apart():
         assert not row["self_intersecting"]
     distances = {tuple(p["bones"]): p["distance_mm"] for p in qc["pairs"]}
     assert distances[("lfemur", "lpelvis")] > 0 and distances[("lpelvis", "sacrum")] > 0
+
+
+def _symmetric_hausdorff_mm(a: trimesh.Trimesh, b: trimesh.Trimesh, samples: int = 40_000) -> float:
+    """Hausdorff distance between two surfaces from dense samples of both (a slight overestimate
+    of the surface-to-surface value, by at most the sample spacing)."""
+    from scipy.spatial import cKDTree
+
+    points_a = np.vstack([a.vertices, trimesh.sample.sample_surface(a, samples, seed=0)[0]])
+    points_b = np.vstack([b.vertices, trimesh.sample.sample_surface(b, samples, seed=1)[0]])
+    return max(cKDTree(points_b).query(points_a)[0].max(), cKDTree(points_a).query(points_b)[0].max())
+
+
+@needs_meshes
+def test_real_bones_round_trip_mesh_to_labels_to_mesh_within_one_voxel():
+    from hipseg.phantom import make_case_from_meshes
+
+    spacing = 1.5
+    case = make_case_from_meshes(sorted(HIP_MESHES.glob("*.stl")), np.random.default_rng(0),
+                                 spacing_mm=(spacing,) * 3)
+    labels, _ = enforce_min_gap(case.labels.data, case.labels.spacing_mm)
+    meshes = label_surface_meshes(labels, case.labels.affine, DEFAULT_LABELS)
+    assert set(meshes) == {"lfemur", "lpelvis", "sacrum"}
+    for bone, mesh in meshes.items():
+        original = trimesh.load(HIP_MESHES / f"{bone}.stl")
+        assert _symmetric_hausdorff_mm(original, mesh) <= spacing, bone
