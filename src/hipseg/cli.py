@@ -115,6 +115,9 @@ def build_parser() -> argparse.ArgumentParser:
     _add_min_gap(p)
     p.add_argument("--meshes", action="store_true",
                    help="also write one closed surface mesh per bone to OUT/meshes (STL)")
+    p.add_argument("--report", action="store_true",
+                   help="also write an HTML QC report per scan to OUT/reports (implies "
+                        "--save-uncertainty)")
     p.add_argument("--overwrite", action="store_true",
                    help="predict again where OUT/<case>.nii.gz exists (default: skip it)")
     p.add_argument("--max-memory-gb", type=float,
@@ -160,6 +163,17 @@ def build_parser() -> argparse.ArgumentParser:
                    help="Taubin smoothing iterations, backed off so no joint space closes")
     _add_min_gap(p)
     p.add_argument("--lps", action="store_true", help="write LPS coordinates instead of RAS")
+    _add_model_labels(p)
+    _add_common(p)
+
+    p = sub.add_parser("report", help="HTML QC page of one scan: overlays, collisions, meshes, tables")
+    p.add_argument("image", type=Path, help="CT image (NIfTI)")
+    p.add_argument("labels", type=Path, help="its label map (a prediction)")
+    p.add_argument("--out", type=Path, required=True, help="output folder")
+    p.add_argument("--reference", type=Path, help="reference label map: adds a metrics table")
+    p.add_argument("--uncertainty", type=Path, help="view-disagreement map (predict --save-uncertainty)")
+    p.add_argument("--mesh-qc", type=Path, help="<case>_mesh_qc.json to show (default: computed)")
+    _add_eps(p)
     _add_model_labels(p)
     _add_common(p)
 
@@ -212,6 +226,7 @@ def _run_train(args: argparse.Namespace) -> None:
 
 
 def _run_predict(args: argparse.Namespace) -> None:
+    from hipseg.io import case_id
     from hipseg.workflows.device import select_device
     from hipseg.workflows.model_io import load_model
     from hipseg.workflows.predict import PredictOptions, predict_files
@@ -219,7 +234,8 @@ def _run_predict(args: argparse.Namespace) -> None:
     options = PredictOptions(postprocess=not args.no_postprocess, connectivity=args.connectivity,
                              min_gap_mm=args.min_gap_mm,
                              collision_eps_mm=args.eps, save_probabilities=args.save_probabilities,
-                             save_uncertainty=args.save_uncertainty, overwrite=args.overwrite,
+                             save_uncertainty=args.save_uncertainty or args.report,
+                             overwrite=args.overwrite,
                              max_memory_gb=args.max_memory_gb)
     model = load_model(args.model, select_device(args.device))
     summaries = predict_files(model, args.inputs, args.out, options=options,
@@ -232,12 +248,40 @@ def _run_predict(args: argparse.Namespace) -> None:
               f"{s.gap_voxels_changed:>6}")
     print(f"wrote {len(summaries)} label map(s) to {args.out} (|E|: bone voxels within eps of "
           "another bone; gap: voxels cleared so no two bones touch)")
+    mesh_reports = {}
     if args.meshes and summaries:
         from hipseg.workflows.meshing import mesh_files
 
-        mesh_files([s.path for s in summaries], args.out / "meshes", model.config.labels,
-                   min_gap_mm=args.min_gap_mm)
+        reports = mesh_files([s.path for s in summaries], args.out / "meshes", model.config.labels,
+                             min_gap_mm=args.min_gap_mm)
+        mesh_reports = {report["case"]: report for report in reports}
         print(f"meshes and their QC written to {args.out / 'meshes'}")
+    if args.report and summaries:
+        from hipseg.workflows.report import write_case_report
+
+        images = {case_id(path): path for path in args.inputs}
+        for s in summaries:
+            write_case_report(images[s.case_id], s.path, args.out / "reports", model.config.labels,
+                              uncertainty_path=args.out / f"{s.case_id}_uncertainty.nii.gz",
+                              mesh_qc=mesh_reports.get(s.case_id), eps_mm=args.eps)
+        print(f"QC reports written to {args.out / 'reports'}")
+
+
+def _run_report(args: argparse.Namespace) -> None:
+    import json
+
+    from hipseg.workflows.report import write_case_report
+
+    mesh_qc = None
+    if args.mesh_qc is not None:
+        try:
+            mesh_qc = json.loads(args.mesh_qc.read_text())
+        except (OSError, ValueError) as err:
+            raise InputError(args.mesh_qc, f"cannot read mesh QC JSON ({err})") from None
+    page = write_case_report(args.image, args.labels, args.out, _labels_of(args),
+                             uncertainty_path=args.uncertainty, reference_labels_path=args.reference,
+                             mesh_qc=mesh_qc, eps_mm=args.eps)
+    print(f"report written to {page}")
 
 
 def _run_mesh(args: argparse.Namespace) -> None:
@@ -319,6 +363,7 @@ COMMANDS = {
     "collisions": _run_collisions,
     "check": _run_check,
     "mesh": _run_mesh,
+    "report": _run_report,
     "demo": _run_demo,
 }
 

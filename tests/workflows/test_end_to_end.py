@@ -28,7 +28,9 @@ def test_phantom_train_finetune_predict_evaluate(tmp_path, capsys):
 
     image = data / "images" / "case_003.nii.gz"
     assert main(["predict", str(tmp_path / "fine"), str(image), "--out", str(tmp_path / "pred"),
-                 "--no-progress"]) == 0
+                 "--meshes", "--report", "--no-progress"]) == 0
+    assert (tmp_path / "pred" / "reports" / "case_003_report.html").is_file()
+    assert (tmp_path / "pred" / "meshes" / "case_003_mesh_qc.json").is_file()
     predicted = nib.load(tmp_path / "pred" / "case_003.nii.gz")
     source = nib.load(image)
     assert predicted.shape == source.shape

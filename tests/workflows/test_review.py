@@ -79,3 +79,19 @@ def test_mesh_command_writes_libhip_meshes_and_qc(tmp_path, capsys):
     assert qc["gap_voxels_changed"] == 64
     [pair] = qc["pairs"]
     assert pair["distance_mm"] > 0.5, "the touching bones must be pulled apart"
+
+
+def test_report_command_writes_a_page_with_metrics(tmp_path, capsys):
+    from hipseg.io import write_image, write_labels
+    from hipseg.phantom import make_procedural_case
+
+    case = make_procedural_case(np.random.default_rng(2))
+    write_image(tmp_path / "ct.nii.gz", case.image.data, case.image.affine)
+    write_labels(tmp_path / "labels.nii.gz", case.labels.data, case.labels)
+    assert main(["report", str(tmp_path / "ct.nii.gz"), str(tmp_path / "labels.nii.gz"),
+                 "--reference", str(tmp_path / "labels.nii.gz"), "--out", str(tmp_path / "r"),
+                 "--no-progress"]) == 0
+    page = (tmp_path / "r" / "ct_report.html").read_text()
+    assert page.count("data:image/png;base64,") >= 6
+    assert "1.0000" in page and "femur_left" in page
+    assert "report written to" in capsys.readouterr().out
