@@ -15,7 +15,6 @@ from hipseg.core.volume import Volume, apply_affine
 from hipseg.io import write_labels
 from hipseg.mesh import (
     MESH_FORMATS,
-    _vertex_distance,
     bone_distance,
     label_surface_meshes,
     libhip_bone_names,
@@ -151,13 +150,15 @@ def test_self_intersections_found():
     assert self_intersections(trimesh.util.concatenate([sphere, shifted])) > 0
 
 
-def test_vertex_distance_fallback_bounds_the_exact_distance():
-    a = trimesh.creation.icosphere(subdivisions=3, radius=1.0)
+def test_bone_distance_is_exact_between_boxes_and_zero_when_they_overlap():
+    a = trimesh.creation.box(extents=[2.0, 2.0, 2.0])
     b = a.copy()
-    b.apply_translation([2.5, 0.3, 0.0])
-    exact = bone_distance(a, b)[0]
-    approx = _vertex_distance(a, b)[0]
-    assert exact <= approx <= exact + 0.5 * a.edges_unique_length.max() + 1e-9
+    b.apply_translation([2.7, 0.4, -0.3])  # faces 0.7 mm apart along x, overlapping in y, z
+    distance, point_a, point_b = bone_distance(a, b)
+    assert distance == pytest.approx(0.7, abs=1e-9)
+    assert np.linalg.norm(point_b - point_a) == pytest.approx(0.7, abs=1e-9)
+    b.apply_translation([-1.0, 0.0, 0.0])
+    assert bone_distance(a, b)[0] == 0.0
 
 
 def test_mesh_files_writes_meshes_and_qc(tmp_path):

@@ -6,9 +6,7 @@ scikit-image marching cubes on each bone's zero-padded binary mask (so surfaces 
 array border); trimesh checks and repairs. Optional Taubin smoothing backs off when it would
 bring two bones closer than allowed (see :func:`label_surface_meshes`).
 
-Distances between bones use python-fcl when it is installed (exact triangle-to-triangle
-distance, to float rounding); otherwise vertex-to-surface distances both ways, an upper bound
-that exceeds the true distance by at most half the longest edge near the closest points.
+Distances between bones use python-fcl: exact triangle-to-triangle distance, to float rounding.
 """
 
 from __future__ import annotations
@@ -200,8 +198,7 @@ def _smooth_with_backoff(meshes: dict[str, trimesh.Trimesh], iterations: int,
 def bone_distance(a: trimesh.Trimesh, b: trimesh.Trimesh) -> tuple[float, np.ndarray, np.ndarray]:
     """Minimal distance (mm) between two surfaces and the closest points on each.
 
-    Exact with python-fcl (0 when the surfaces intersect); without it, vertex-to-surface both
-    ways (see the module docstring for the accuracy).
+    Exact, through python-fcl (0 when the surfaces intersect).
 
     Returns
     -------
@@ -215,10 +212,8 @@ def _distances(meshes: Mapping[str, trimesh.Trimesh], pairs: list[tuple[str, str
                enough: Mapping[tuple[str, str], float] | None = None) -> dict:
     """:func:`bone_distance` of each pair; a pair whose bounding boxes are at least
     ``enough[pair]`` apart gets that box distance and no points (``nan``)."""
-    try:
-        import fcl
-    except ImportError:
-        fcl = None
+    import fcl
+
     objects: dict = {}
     result = {}
     for a, b in pairs:
@@ -229,9 +224,6 @@ def _distances(meshes: Mapping[str, trimesh.Trimesh], pairs: list[tuple[str, str
             if box_distance >= enough[(a, b)]:
                 result[(a, b)] = (box_distance, np.full(3, np.nan), np.full(3, np.nan))
                 continue
-        if fcl is None:
-            result[(a, b)] = _vertex_distance(meshes[a], meshes[b])
-            continue
         for name in (a, b):
             if name not in objects:
                 objects[name] = _fcl_object(fcl, meshes[name])
@@ -257,21 +249,6 @@ def _fcl_object(fcl, mesh: trimesh.Trimesh):
     model.addSubModel(np.asarray(mesh.vertices, np.float64), np.asarray(mesh.faces, np.int32))
     model.endModel()
     return fcl.CollisionObject(model, fcl.Transform())
-
-
-def _vertex_distance(a: trimesh.Trimesh, b: trimesh.Trimesh):
-    best = (np.inf, None, None)
-    for src, dst, swap in ((a, b, False), (b, a, True)):
-        # A vertex's distance to dst's surface is at least its distance to dst's nearest vertex
-        # minus dst's longest edge: only vertices within that margin of the best can win.
-        near, _ = cKDTree(dst.vertices).query(src.vertices)
-        keep = np.flatnonzero(near <= near.min() + dst.edges_unique_length.max())
-        points, dist, _ = trimesh.proximity.closest_point(dst, src.vertices[keep])
-        i = int(np.argmin(dist))
-        if dist[i] < best[0]:
-            pair = (points[i], src.vertices[keep[i]]) if swap else (src.vertices[keep[i]], points[i])
-            best = (float(dist[i]), *pair)
-    return best
 
 
 def self_intersections(mesh: trimesh.Trimesh) -> int:
@@ -331,7 +308,7 @@ def mesh_qc(meshes: Mapping[str, trimesh.Trimesh]) -> dict:
         (:func:`self_intersections`), ``n_degenerate_faces`` (area <= 1e-12 mm^2),
         ``smoothing_iterations``. ``pairs``: per neighbouring pair present
         (:data:`NEIGHBOUR_PAIRS`) ``distance_mm`` and the closest points ``point_a_mm``,
-        ``point_b_mm``. ``distance_method``: ``"fcl exact"`` or ``"vertex-to-surface"``.
+        ``point_b_mm``. ``distance_method``: ``"fcl exact"``.
     """
     bones = {}
     for name, mesh in meshes.items():
@@ -352,12 +329,7 @@ def mesh_qc(meshes: Mapping[str, trimesh.Trimesh]) -> dict:
               "point_a_mm": [float(x) for x in point_a],
               "point_b_mm": [float(x) for x in point_b]}
              for (a, b), (distance, point_a, point_b) in _distances(meshes, present).items()]
-    try:
-        import fcl  # noqa: F401
-        method = "fcl exact"
-    except ImportError:
-        method = "vertex-to-surface"
-    return {"bones": bones, "pairs": pairs, "distance_method": method}
+    return {"bones": bones, "pairs": pairs, "distance_method": "fcl exact"}
 
 
 def _vertex_manifold(mesh: trimesh.Trimesh) -> bool:
