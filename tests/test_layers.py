@@ -11,7 +11,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "src" / "hipseg"
 LAYERS = {
     "core": 0,
     "preprocess": 1, "views": 1, "fusion": 1, "metrics": 1, "models": 1, "phantom": 1,
-    "postprocess": 1, "collisions": 1, "mesh": 1,
+    "postprocess": 1, "collisions": 1, "mesh": 1, "weights": 1, "augment": 1, "crop": 1,
     "io": 2,
     "workflows": 3,
     "cli": 4, "__main__": 4,

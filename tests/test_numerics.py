@@ -13,19 +13,29 @@ from hipseg.metrics import dice_per_class
 from hipseg.preprocess import preprocess_image
 
 
-def test_preprocess_clips_then_scales_by_median_and_iqr():
+def test_preprocess_clips_then_scales_by_statistics_of_the_voxels_above_the_clip():
     image = np.array([-500.0, 0, 10, 20, 30, 40, 1000, -1]).reshape(2, 2, 2)
     out = preprocess_image(image)
     clipped = np.maximum(image, 0)
-    q25, med, q75 = np.percentile(clipped, [25, 50, 75])
+    q25, med, q75 = np.percentile([10, 20, 30, 40, 1000], [25, 50, 75])
     np.testing.assert_allclose(out, (clipped - med) / (q75 - q25), rtol=1e-6)
     assert out.dtype == np.float32
     assert image[0, 0, 0] == -500.0
 
 
-def test_preprocess_constant_image_is_an_error():
-    with pytest.raises(ValueError, match="no spread"):
+def test_preprocess_scales_a_scan_that_is_mostly_air():
+    image = np.full((10, 10, 10), -1000.0)
+    image[:2] = np.linspace(20.0, 80.0, 200).reshape(2, 10, 10)  # 20 % tissue
+    out = preprocess_image(image)
+    assert np.isfinite(out).all()
+    assert np.median(out[:2]) == pytest.approx(0.0, abs=1e-6)
+
+
+def test_preprocess_without_tissue_or_spread_is_an_error():
+    with pytest.raises(ValueError, match="nothing to scale by"):
         preprocess_image(np.full((3, 3, 3), -100.0))
+    with pytest.raises(ValueError, match="no spread"):
+        preprocess_image(np.full((3, 3, 3), 50.0))
 
 
 def test_dice_known_values():

@@ -11,10 +11,20 @@ import dataclasses
 import logging
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from hipseg.core.config import HipsegConfig
+from hipseg.core.config import (
+    FINETUNE_TRAIN,
+    AugmentConfig,
+    HipsegConfig,
+    TrainConfig,
+    WeightMapConfig,
+)
 from hipseg.core.errors import HipsegError, InputError
 from hipseg.core.labels import LabelTable
+
+if TYPE_CHECKING:
+    from hipseg.workflows.train import TrainResult
 
 __all__ = ["build_parser", "main"]
 
@@ -57,8 +67,55 @@ def _labels_of(args: argparse.Namespace) -> LabelTable:
     return load_config(args.model / "config.yaml").labels
 
 
+def _add_weight_map_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--no-erosion", action="store_true",
+                        help="weight map of the labels as given (paper: w0 = 10 then)")
+    parser.add_argument("--w0", type=float, help="weight map height (default 20, 10 with "
+                                                 "--no-erosion)")
+    parser.add_argument("--sigma", type=float, default=5.0, help="weight map width, voxels (5)")
+    parser.add_argument("--weight-cache", type=Path, metavar="DIR",
+                        help="weight-map cache folder (default DATA/weightmaps)")
+
+
+def _add_optimiser_options(parser: argparse.ArgumentParser, defaults: TrainConfig) -> None:
+    parser.add_argument("--epochs", type=int, default=defaults.epochs,
+                        help=f"at most this many epochs (default {defaults.epochs})")
+    parser.add_argument("--steps-per-epoch", type=int, default=defaults.steps_per_epoch)
+    parser.add_argument("--batch-size", type=int, default=defaults.batch_size)
+    parser.add_argument("--lr", type=float, default=defaults.learning_rate,
+                        help=f"Adam learning rate (default {defaults.learning_rate:g})")
+    parser.add_argument("--seed", type=int, default=defaults.seed)
+    parser.add_argument("--elastic-fraction", type=float, default=AugmentConfig().fraction,
+                        help="fraction of each batch elastically deformed (default 1/3; 0: off)")
+
+
+def _train_settings(args: argparse.Namespace, defaults: TrainConfig) -> TrainConfig:
+    return dataclasses.replace(defaults, epochs=args.epochs, steps_per_epoch=args.steps_per_epoch,
+                               batch_size=args.batch_size, learning_rate=args.lr, seed=args.seed)
+
+
+def _weight_map_config(args: argparse.Namespace, enabled: bool) -> WeightMapConfig:
+    w0 = args.w0 if args.w0 is not None else (10.0 if args.no_erosion else 20.0)
+    return WeightMapConfig(enabled=enabled, w0=w0, sigma_vox=args.sigma, erode=not args.no_erosion)
+
+
 def _add_device(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda, cuda:N")
+
+
+def _add_predict_scaling(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--precision", choices=("auto", "fp32", "bf16", "fp16"), default="auto",
+                        help="network autocast: auto (bf16 on CUDA and on CPUs with native bf16, "
+                             "else fp32), fp32 turns mixed precision off")
+    parser.add_argument("--threads", type=int, metavar="N",
+                        help="torch threads per worker (default: the cores divided by --workers)")
+    parser.add_argument("--workers", type=int, default=1, metavar="N",
+                        help="worker processes on this machine, each predicting its share")
+    parser.add_argument("--num-parts", type=int, default=1, metavar="K",
+                        help="split the inputs into K parts (as nnU-Net; e.g. one per SLURM "
+                             "array task) ...")
+    parser.add_argument("--part-id", type=int, default=0, metavar="I",
+                        help="... and predict part I (0 to K-1): every K-th input in sorted order")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -81,7 +138,9 @@ def build_parser() -> argparse.ArgumentParser:
     _add_common(p)
 
     p = sub.add_parser("train", help="train a model (from scratch, or from --init to fine-tune)")
-    p.add_argument("data", type=Path, help="folder with images/ and a labels folder")
+    p.add_argument("data", type=Path,
+                   help="dataset folder: images/ and a labels folder (MPUNet: train/ and val/ "
+                        "with these), or an nnU-Net v2 dataset (imagesTr, labelsTr, dataset.json)")
     p.add_argument("--out", type=Path, required=True, help="model folder to write")
     p.add_argument("--labels-dir", default="labels",
                    help="labels subfolder: labels (accurate) or labels_coarse (default labels)")
@@ -89,21 +148,57 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--resume", action="store_true",
                    help="continue an interrupted run in --out after its last completed epoch")
     defaults = HipsegConfig()
-    p.add_argument("--epochs", type=int, default=defaults.train.epochs)
-    p.add_argument("--steps-per-epoch", type=int, default=defaults.train.steps_per_epoch)
-    p.add_argument("--batch-size", type=int, default=defaults.train.batch_size)
-    p.add_argument("--lr", type=float, default=defaults.train.learning_rate)
-    p.add_argument("--seed", type=int, default=defaults.train.seed)
+    _add_optimiser_options(p, defaults.train)
     p.add_argument("--views", type=int, default=defaults.views.n_views, help="number of views")
     p.add_argument("--base-width", type=int, default=defaults.model.base_width)
     p.add_argument("--depth", type=int, default=defaults.model.depth)
+    p.add_argument("--architecture", choices=("unet2d", "unet3d"), default="unet2d",
+                   help="unet2d: the multi-planar method; unet3d: 3D UNet on patches (baseline)")
+    p.add_argument("--patch-vox", type=int, default=defaults.model.patch_vox,
+                   help="unet3d: patch side in voxels")
+    p.add_argument("--dim", type=int, default=0,
+                   help="plane side in pixels (default: 75th percentile of the training scans)")
+    p.add_argument("--sphere-mm", type=float, default=0.0,
+                   help="sampling sphere diameter in mm (default: 75th percentile)")
+    p.add_argument("--weight-map", action="store_true",
+                   help="weight the loss by the distance weight map (off for pre-training on "
+                        "coarse labels, as the paper; finetune has it on)")
+    _add_weight_map_options(p)
+    _add_device(p)
+    _add_common(p)
+
+    p = sub.add_parser("finetune", help="fine-tune every layer of MODEL on accurate scans")
+    p.add_argument("model", type=Path, help="model folder to start from (e.g. pre-trained)")
+    p.add_argument("data", type=Path, help="folder with images/ and a labels folder")
+    p.add_argument("--out", type=Path, required=True, help="new model folder to write")
+    p.add_argument("--labels-dir", default="labels", help="labels subfolder (default labels)")
+    p.add_argument("--continue", dest="continue_training", action="store_true",
+                   help="interactive round: also train on the scans MODEL was fine-tuned on")
+    p.add_argument("--resume", action="store_true",
+                   help="continue an interrupted fine-tuning in --out (same arguments)")
+    _add_optimiser_options(p, FINETUNE_TRAIN)
+    p.add_argument("--no-weight-map", action="store_true", help="unweighted cross-entropy")
+    _add_weight_map_options(p)
     _add_device(p)
     _add_common(p)
 
     p = sub.add_parser("predict", help="segment CT scans")
     p.add_argument("model", type=Path, help="model folder")
-    p.add_argument("inputs", type=Path, nargs="+", help="NIfTI images")
+    p.add_argument("inputs", type=Path, nargs="+",
+                   help="images (NIfTI, NRRD, MetaImage) or DICOM series folders")
     p.add_argument("--out", type=Path, required=True, help="output folder")
+    p.add_argument("--output-format", choices=("nifti", "nrrd", "metaimage", "input"),
+                   default="nifti",
+                   help="format of the written maps: nifti (default), nrrd, metaimage (.mha), or "
+                        "input (each input's own; not for DICOM)")
+    p.add_argument("--series-uid", metavar="UID",
+                   help="DICOM series to read from a folder (default: the one with most slices)")
+    p.add_argument("--crop", action="store_true",
+                   help="segment only the hip region of a larger scan: a coarse pass of the model "
+                        "finds the bones, the box around them plus --crop-margin-mm is segmented "
+                        "and pasted back onto the input's grid (background elsewhere)")
+    p.add_argument("--crop-margin-mm", type=float, default=20.0, metavar="MM",
+                   help="margin around the coarsely found bones (default 20)")
     p.add_argument("--save-probabilities", action="store_true",
                    help="also write <case>_probabilities.nii.gz (fused, classes last)")
     p.add_argument("--save-uncertainty", action="store_true",
@@ -125,6 +220,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_connectivity(p)
     _add_eps(p)
     _add_device(p)
+    _add_predict_scaling(p)
     _add_common(p)
 
     p = sub.add_parser("postprocess", help="symmetric connected components on existing label maps")
@@ -147,7 +243,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_common(p)
 
     p = sub.add_parser("evaluate", help="score predictions against reference labels")
-    p.add_argument("--labels", type=Path, required=True, help="folder of reference label maps")
+    p.add_argument("--labels", type=Path, required=True,
+                   help="folder of reference label maps, or a dataset folder (any layout)")
     p.add_argument("--predictions", type=Path, required=True, help="folder of predicted label maps")
     _add_model_labels(p)
     p.add_argument("--out", type=Path, help="per-case CSV to write (a JSON summary goes beside it)")
@@ -177,8 +274,34 @@ def build_parser() -> argparse.ArgumentParser:
     _add_model_labels(p)
     _add_common(p)
 
-    p = sub.add_parser("check", help="check every image and label map of a dataset folder")
+    p = sub.add_parser("weightmap", help="precompute the loss weight maps of a dataset (cached)")
     p.add_argument("data", type=Path, help="folder with images/ and a labels folder")
+    p.add_argument("--labels-dir", default="labels", help="labels subfolder (default labels)")
+    _add_weight_map_options(p)
+    p.add_argument("--write-nifti", action="store_true",
+                   help="also write <case>_weights.nii.gz beside each cached map, to look at")
+    _add_model_labels(p)
+    _add_common(p)
+
+    p = sub.add_parser("check", help="check every image and label map of a dataset folder")
+    p.add_argument("data", type=Path, help="dataset folder (hipseg/MPUNet or nnU-Net v2 layout)")
+    p.add_argument("--labels-dir", default="labels", help="labels subfolder (default labels)")
+    _add_model_labels(p)
+    _add_common(p)
+
+    p = sub.add_parser("import-labels",
+                       help="other tools' segmentations as hipseg label maps (coarse labels)")
+    p.add_argument("inputs", type=Path, nargs="+", metavar="SEG",
+                   help="TotalSegmentator 'total' multilabel maps, or folders of its masks")
+    p.add_argument("--from", dest="source", choices=("totalsegmentator",), required=True,
+                   help="the tool that made SEG (TotalSegmentator v2, task total)")
+    p.add_argument("--out", type=Path, required=True, help="folder for <case>.nii.gz label maps")
+    _add_model_labels(p)
+    _add_common(p)
+
+    p = sub.add_parser("export-nnunet", help="write a dataset as an nnU-Net v2 dataset")
+    p.add_argument("data", type=Path, help="dataset folder (hipseg/MPUNet layout)")
+    p.add_argument("out", type=Path, help="nnU-Net dataset folder to write (e.g. Dataset501_Hip)")
     p.add_argument("--labels-dir", default="labels", help="labels subfolder (default labels)")
     _add_model_labels(p)
     _add_common(p)
@@ -205,7 +328,7 @@ def _run_phantom(args: argparse.Namespace) -> None:
 
 
 def _run_train(args: argparse.Namespace) -> None:
-    from hipseg.io import find_cases
+    from hipseg.io import find_dataset
     from hipseg.workflows.device import select_device
     from hipseg.workflows.train import train
 
@@ -213,39 +336,73 @@ def _run_train(args: argparse.Namespace) -> None:
     config = dataclasses.replace(
         defaults,
         views=dataclasses.replace(defaults.views, n_views=args.views),
-        model=dataclasses.replace(defaults.model, base_width=args.base_width, depth=args.depth),
-        train=dataclasses.replace(defaults.train, epochs=args.epochs,
-                                  steps_per_epoch=args.steps_per_epoch, batch_size=args.batch_size,
-                                  learning_rate=args.lr, seed=args.seed),
+        sampling=dataclasses.replace(defaults.sampling, dim=args.dim,
+                                     sphere_diameter_mm=args.sphere_mm),
+        model=dataclasses.replace(defaults.model, base_width=args.base_width, depth=args.depth,
+                                  architecture=args.architecture, patch_vox=args.patch_vox),
+        train=_train_settings(args, defaults.train),
+        weight_map=_weight_map_config(args, args.weight_map),
+        augment=dataclasses.replace(defaults.augment, fraction=args.elastic_fraction),
     )
-    cases = find_cases(args.data / "images", args.data / args.labels_dir)
+    # MPUNet's test split stays out of training; train() draws its own validation cases.
+    cases = find_dataset(args.data, labels_dir=args.labels_dir, splits=("train", "val")).cases()
     result = train(cases, config, args.out, device=select_device(args.device),
-                   init_model=args.init, resume=args.resume, progress=not args.no_progress)
+                   init_model=args.init, resume=args.resume, weight_cache=args.weight_cache,
+                   progress=not args.no_progress)
+    _print_result(result)
+
+
+def _print_result(result: TrainResult) -> None:
     print(f"model written to {result.model_dir} (best epoch {result.best_epoch} of "
-          f"{result.epochs_run}, validation loss {result.best_val_loss:.4f})")
+          f"{result.epochs_run}, validation loss {result.best_val_loss:.4f}; curves in "
+          f"{result.model_dir / 'progress.png'})")
+
+
+def _run_finetune(args: argparse.Namespace) -> None:
+    from hipseg.io import find_dataset
+    from hipseg.workflows.device import select_device
+    from hipseg.workflows.finetune import finetune
+
+    defaults = HipsegConfig()
+    config = dataclasses.replace(
+        defaults, train=_train_settings(args, FINETUNE_TRAIN),
+        weight_map=_weight_map_config(args, not args.no_weight_map),
+        augment=dataclasses.replace(defaults.augment, fraction=args.elastic_fraction))
+    cases = find_dataset(args.data, labels_dir=args.labels_dir, splits=("train", "val")).cases()
+    result = finetune(args.model, cases, config, args.out, device=select_device(args.device),
+                      continue_training=args.continue_training, resume=args.resume,
+                      weight_cache=args.weight_cache, progress=not args.no_progress)
+    _print_result(result)
 
 
 def _run_predict(args: argparse.Namespace) -> None:
     from hipseg.io import case_id
+    from hipseg.workflows.batch import predict_files_in_workers, select_part
     from hipseg.workflows.device import select_device
     from hipseg.workflows.model_io import load_model
-    from hipseg.workflows.predict import PredictOptions, predict_files
+    from hipseg.workflows.predict import PredictOptions
 
     options = PredictOptions(postprocess=not args.no_postprocess, connectivity=args.connectivity,
                              min_gap_mm=args.min_gap_mm,
                              collision_eps_mm=args.eps, save_probabilities=args.save_probabilities,
                              save_uncertainty=args.save_uncertainty or args.report,
                              overwrite=args.overwrite,
-                             max_memory_gb=args.max_memory_gb)
-    model = load_model(args.model, select_device(args.device))
-    summaries = predict_files(model, args.inputs, args.out, options=options,
-                              progress=not args.no_progress)
+                             max_memory_gb=args.max_memory_gb,
+                             output_format=args.output_format, series_uid=args.series_uid,
+                             precision=args.precision,
+                             crop_margin_mm=args.crop_margin_mm if args.crop else None)
+    device = select_device(args.device)
+    inputs = select_part(args.inputs, args.num_parts, args.part_id)
+    model = load_model(args.model, device)
+    summaries = predict_files_in_workers(model, args.model, inputs, args.out, options=options,
+                                         workers=args.workers, threads=args.threads,
+                                         progress=not args.no_progress)
     print(f"{'case':<24} {'|E|':>8} {'eps mm':>7} {'disagreement':>12} {'moved':>7} "
-          f"{'removed':>8} {'gap':>6}")
+          f"{'removed':>8} {'gap':>6}  empty classes")
     for s in summaries:
         print(f"{s.case_id:<24} {s.collisions:>8} {s.collision_eps_mm:>7.2f} "
               f"{s.mean_disagreement:>12.3f} {s.voxels_moved:>7} {s.voxels_removed:>8} "
-              f"{s.gap_voxels_changed:>6}")
+              f"{s.gap_voxels_changed:>6}  {', '.join(s.empty_classes) or '-'}")
     print(f"wrote {len(summaries)} label map(s) to {args.out} (|E|: bone voxels within eps of "
           "another bone; gap: voxels cleared so no two bones touch)")
     mesh_reports = {}
@@ -257,12 +414,14 @@ def _run_predict(args: argparse.Namespace) -> None:
         mesh_reports = {report["case"]: report for report in reports}
         print(f"meshes and their QC written to {args.out / 'meshes'}")
     if args.report and summaries:
+        from hipseg.workflows.predict import output_path
         from hipseg.workflows.report import write_case_report
 
         images = {case_id(path): path for path in args.inputs}
         for s in summaries:
+            ext = s.path.name[len(s.case_id):]  # the label map's own format
             write_case_report(images[s.case_id], s.path, args.out / "reports", model.config.labels,
-                              uncertainty_path=args.out / f"{s.case_id}_uncertainty.nii.gz",
+                              uncertainty_path=output_path(args.out, s.path, "_uncertainty", ext),
                               mesh_qc=mesh_reports.get(s.case_id), eps_mm=args.eps)
         print(f"QC reports written to {args.out / 'reports'}")
 
@@ -335,15 +494,46 @@ def _run_evaluate(args: argparse.Namespace) -> None:
         print(f"per-case scores written to {args.out}, summary to {summary}")
 
 
+def _run_weightmap(args: argparse.Namespace) -> None:
+    from hipseg.io import find_cases
+    from hipseg.workflows.weightmaps import precompute_weight_maps
+
+    cases = find_cases(args.data / "images", args.data / args.labels_dir)
+    paths = precompute_weight_maps(cases, _labels_of(args), _weight_map_config(args, True),
+                                   cache_root=args.weight_cache, write_nifti=args.write_nifti,
+                                   progress=not args.no_progress)
+    print(f"{len(paths)} weight map(s) in {paths[0].parent}"
+          + (" (with <case>_weights.nii.gz)" if args.write_nifti else ""))
+
+
 def _run_check(args: argparse.Namespace) -> None:
+    from hipseg.io import find_dataset
     from hipseg.workflows.check import check_dataset, format_checks
 
     labels = _labels_of(args)
-    results = check_dataset(args.data / "images", args.data / args.labels_dir, labels)
+    results = check_dataset(find_dataset(args.data, labels_dir=args.labels_dir), labels)
     print(format_checks(results, labels))
     bad = [r for r in results if r.problem is not None]
     if bad:
         raise InputError(args.data, f"{len(bad)} of {len(results)} cases have problems (see above)")
+
+
+def _run_import_labels(args: argparse.Namespace) -> None:
+    from hipseg.workflows.ecosystem import import_totalsegmentator
+
+    for path, counts in import_totalsegmentator(args.inputs, args.out, _labels_of(args)):
+        empty = [name for name, count in counts.items() if count == 0]
+        print(f"{path}: " + ", ".join(f"{name} {count}" for name, count in counts.items())
+              + (f" (empty: {', '.join(empty)})" if empty else ""))
+    print(f"wrote {len(args.inputs)} label map(s) to {args.out}; everything else is background")
+
+
+def _run_export_nnunet(args: argparse.Namespace) -> None:
+    from hipseg.workflows.ecosystem import export_nnunet
+
+    count = export_nnunet(args.data, args.out, _labels_of(args), labels_dir=args.labels_dir,
+                          progress=not args.no_progress)
+    print(f"wrote {count} cases as an nnU-Net v2 dataset to {args.out}")
 
 
 def _run_demo(args: argparse.Namespace) -> None:
@@ -357,11 +547,15 @@ def _run_demo(args: argparse.Namespace) -> None:
 COMMANDS = {
     "phantom": _run_phantom,
     "train": _run_train,
+    "finetune": _run_finetune,
     "predict": _run_predict,
     "evaluate": _run_evaluate,
     "postprocess": _run_postprocess,
     "collisions": _run_collisions,
     "check": _run_check,
+    "export-nnunet": _run_export_nnunet,
+    "import-labels": _run_import_labels,
+    "weightmap": _run_weightmap,
     "mesh": _run_mesh,
     "report": _run_report,
     "demo": _run_demo,

@@ -19,12 +19,15 @@ from hipseg.core.errors import ConfigError, InputError
 from hipseg.core.labels import DEFAULT_LABELS, LabelTable
 
 __all__ = [
+    "FINETUNE_TRAIN",
+    "AugmentConfig",
     "HipsegConfig",
     "ModelConfig",
     "PreprocessConfig",
     "SamplingConfig",
     "TrainConfig",
     "ViewConfig",
+    "WeightMapConfig",
     "config_from_dict",
     "config_to_dict",
     "load_config",
@@ -78,11 +81,49 @@ class SamplingConfig:
 
 @dataclass(frozen=True)
 class ModelConfig:
-    """2D UNet architecture: ``depth`` poolings, ``base_width`` channels at full resolution."""
+    """Network: ``depth`` poolings, ``base_width`` channels at full resolution.
+
+    ``architecture`` is ``"unet2d"`` (the method: multi-planar 2D UNet) or ``"unet3d"`` (the
+    ablation's baseline: a 3D UNet on cubic patches of ``patch_vox`` voxels of the scan's grid,
+    predicted by a sliding window).
+    """
 
     base_width: int = 16
     depth: int = 4
     kernel_size: int = 3
+    architecture: str = "unet2d"
+    patch_vox: int = 48
+
+
+@dataclass(frozen=True)
+class WeightMapConfig:
+    """SPEC step 4: loss weights ``1 + w0 exp(-(d1 + d2)^2 / (2 sigma^2))``, distances in voxels.
+
+    ``enabled`` is off for pre-training on coarse labels (they fill the gaps, so there is no gap
+    to weight) and on for fine-tuning, as in the paper. ``w0`` is 20 with erosion by a ball of
+    ``erosion_radius_vox`` voxels and 10 without it (paper).
+    """
+
+    enabled: bool = False
+    w0: float = 20.0
+    sigma_vox: float = 5.0
+    erode: bool = True
+    erosion_radius_vox: float = 3.0
+
+
+@dataclass(frozen=True)
+class AugmentConfig:
+    """SPEC step 5: elastic deformation (Simard et al. 2003) of a ``fraction`` of each batch.
+
+    Each deformed plane gets a displacement field of uniform noise in [-1, 1] smoothed by a
+    Gaussian of ``sigma`` pixels and scaled by ``alpha`` pixels, both drawn uniformly from their
+    ranges (the original MPUNet's ranges); its loss weight is multiplied by ``deformed_weight``.
+    """
+
+    fraction: float = 1.0 / 3.0
+    alpha_px: tuple[float, float] = (0.0, 450.0)
+    sigma_px: tuple[float, float] = (20.0, 30.0)
+    deformed_weight: float = 1.0 / 3.0
 
 
 @dataclass(frozen=True)
@@ -101,6 +142,12 @@ class TrainConfig:
     seed: int = 0
 
 
+#: The paper's fine-tuning settings (SPEC step 6): Adam, lr 1e-5, batch 10, at most 40 epochs,
+#: lr x 0.9 after 2 epochs without validation improvement, early stop after 5. Training from
+#: scratch keeps TrainConfig's lr 1e-3: random weights need larger steps (see docs/design.md).
+FINETUNE_TRAIN = TrainConfig(learning_rate=1e-5)
+
+
 @dataclass(frozen=True)
 class HipsegConfig:
     """Everything needed to train and to predict with a model."""
@@ -111,6 +158,8 @@ class HipsegConfig:
     sampling: SamplingConfig = field(default_factory=SamplingConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+    weight_map: WeightMapConfig = field(default_factory=WeightMapConfig)
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
 
 
 def _convert(value: object, hint: object, key: str) -> object:

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["ViewGrid", "prediction_grid", "view_basis"]
+__all__ = ["StackWindow", "ViewGrid", "prediction_grid", "stack_window", "view_basis"]
 
 
 def view_basis(direction: np.ndarray) -> np.ndarray:
@@ -109,3 +109,62 @@ def prediction_grid(
     dim = multiple_of * math.ceil(dim / multiple_of)
     return ViewGrid(np.asarray(direction, float), np.asarray(center_mm, float),
                     float(pixel_spacing_mm), dim, dim)
+
+
+@dataclass(frozen=True)
+class StackWindow:
+    """The part of a view's stack that a scan needs: planes, rows and columns (index ranges).
+
+    Plane ``first_plane + q`` of the window is plane ``q`` of the cropped stack; likewise rows
+    and columns. Shapes: a cropped stack is ``(C, n_planes, n_rows, n_cols)``.
+    """
+
+    first_plane: int
+    n_planes: int
+    first_row: int
+    n_rows: int
+    first_col: int
+    n_cols: int
+
+    def shift(self) -> np.ndarray:
+        """4x4 affine from cropped-stack index to full-stack index."""
+        matrix = np.eye(4)
+        matrix[:3, 3] = (self.first_plane, self.first_row, self.first_col)
+        return matrix
+
+
+def _index_range(lo: float, hi: float, margin: int, size: int, multiple: int) -> tuple[int, int]:
+    """``(first, count)`` covering ``[lo, hi]`` plus ``margin``, clipped to ``[0, size)``, the
+    count rounded up to a multiple of ``multiple`` (``size`` is one) and shifted to fit."""
+    first = max(0, math.floor(lo) - margin)
+    last = min(size - 1, math.ceil(hi) + margin)
+    count = min(size, multiple * math.ceil((last - first + 1) / multiple))
+    return min(first, size - count), count
+
+
+def stack_window(grid: ViewGrid, volume_affine: np.ndarray, volume_shape: tuple[int, int, int],
+                 *, context_px: int | None, multiple_of: int = 1) -> StackWindow:
+    """The planes, rows and columns of ``grid`` that a scan's voxels map into.
+
+    Mapping back reads, for each voxel, the two planes around it, so planes outside the range
+    spanned by the scan's corners (plus one) never contribute: skipping them is exact. Rows and
+    columns are cropped to the scan's projection plus ``context_px`` pixels on each side (the
+    network then sees less air around the scan, which can change its output near the crop
+    edge); ``context_px=None`` keeps whole planes. Row and column counts are multiples of
+    ``multiple_of`` (the network's pooling factor).
+
+    Parameters
+    ----------
+    volume_shape : (X, Y, Z)
+        Voxel counts of the scan.
+    """
+    corners = np.array(np.meshgrid(*[(0, n - 1) for n in volume_shape], indexing="ij"))
+    corners = np.concatenate([corners.reshape(3, -1), np.ones((1, 8))])
+    to_stack = np.linalg.inv(grid.stack_to_voxel(volume_affine))
+    stack_corners = (to_stack @ corners)[:3]
+    lo, hi = stack_corners.min(axis=1), stack_corners.max(axis=1)
+    first_plane, n_planes = _index_range(lo[0], hi[0], 0, grid.n_planes, 1)
+    margin = grid.dim if context_px is None else context_px
+    first_row, n_rows = _index_range(lo[1], hi[1], margin, grid.dim, multiple_of)
+    first_col, n_cols = _index_range(lo[2], hi[2], margin, grid.dim, multiple_of)
+    return StackWindow(first_plane, n_planes, first_row, n_rows, first_col, n_cols)

@@ -54,7 +54,7 @@ def sample_planes(
     volume: torch.Tensor,
     stack_to_voxel: np.ndarray,
     plane_indices: torch.Tensor,
-    dim: int,
+    dim: int | tuple[int, int],
     *,
     mode: str = "bilinear",
     fill_value: float = 0.0,
@@ -69,8 +69,8 @@ def sample_planes(
         From :meth:`hipseg.views.grid.ViewGrid.stack_to_voxel`.
     plane_indices : Tensor, shape (P,)
         Which planes (index along the view normal; fractional allowed).
-    dim : int
-        Pixels per plane side.
+    dim : int or (int, int)
+        Pixels per plane side, or ``(rows, cols)`` of a rectangular plane.
     mode : {"bilinear", "nearest"}
         ``"bilinear"`` on a volume is trilinear interpolation (images); ``"nearest"`` for labels.
     fill_value : float
@@ -78,9 +78,10 @@ def sample_planes(
 
     Returns
     -------
-    Tensor, shape (P, C, dim, dim), the volume's dtype
+    Tensor, shape (P, C, rows, cols), the volume's dtype
     """
-    coords = stack_coordinates(stack_to_voxel, plane_indices.to(volume.device), dim, dim)
+    rows, cols = (dim, dim) if isinstance(dim, int) else dim
+    coords = stack_coordinates(stack_to_voxel, plane_indices.to(volume.device), rows, cols)
     grid = normalise_for_grid_sample(coords, tuple(volume.shape[1:]))
     shifted = volume if fill_value == 0.0 else volume - fill_value
     # Sampling (volume - fill) with zero padding, then adding fill back, pads with fill exactly.

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 
 from hipseg.core.errors import InputError
 from hipseg.core.labels import LabelTable
-from hipseg.io import case_id, find_images, read_image, read_labels
+from hipseg.io import Dataset, read_image, read_labels
 
 __all__ = ["CaseCheck", "check_dataset", "format_checks"]
 
@@ -25,20 +24,22 @@ class CaseCheck:
     problem: str | None
 
 
-def check_dataset(images_dir: Path, labels_dir: Path, labels: LabelTable) -> list[CaseCheck]:
-    """Check every image, its label map (ids, shape, affine), and partners missing on either side."""
-    images = {case_id(p): p for p in find_images(images_dir)}
-    label_maps = {case_id(p): p for p in find_images(labels_dir)} if Path(labels_dir).is_dir() else {}
+def check_dataset(dataset: Dataset, labels: LabelTable) -> list[CaseCheck]:
+    """Check every image, its label map (ids, shape, affine), and partners missing on either side.
+
+    ``dataset`` comes from :func:`hipseg.io.find_dataset` (any layout).
+    """
+    images, label_maps = dataset.images, dataset.labels
     results = []
     for cid in sorted(set(images) | set(label_maps)):
         if cid not in images:
             results.append(CaseCheck(cid, None, None, (), str(InputError(
-                label_maps[cid], f"no image for case {cid!r} in {images_dir}"))))
+                label_maps[cid], f"no image for case {cid!r} in {dataset.root}"))))
             continue
         try:
             image = read_image(images[cid])
             if cid not in label_maps:
-                raise InputError(images[cid], f"no label map for case {cid!r} in {labels_dir}")
+                raise InputError(images[cid], f"no label map for case {cid!r} in {dataset.root}")
             label_map = read_labels(label_maps[cid], labels, reference=image)
             present = tuple(int(v) for v in np.unique(label_map.data) if v)
             results.append(CaseCheck(cid, image.shape, tuple(float(s) for s in image.spacing_mm),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -16,6 +17,7 @@ from hipseg.preprocess import preprocess_image
 from hipseg.views.grid import ViewGrid
 from hipseg.views.sampling import sample_planes
 from hipseg.workflows.device import physical_memory_bytes
+from hipseg.workflows.weightmaps import cached_weight_map
 
 __all__ = ["PlaneSampler", "TrainingScan", "load_training_scans", "measure_plane_size"]
 
@@ -27,7 +29,8 @@ MAX_FOREGROUND_POINTS = 20_000
 class TrainingScan:
     """A pre-processed scan ready for plane sampling.
 
-    ``image`` and ``labels`` are ``(1, X, Y, Z)`` float32 tensors; ``foreground_mm`` is
+    ``image`` and ``labels`` are ``(1, X, Y, Z)`` float32 tensors; ``weights`` the loss weight
+    map ``(1, X, Y, Z)`` float32, or None when the loss is unweighted; ``foreground_mm`` is
     ``(N, 3)`` RAS positions of (a subset of) foreground voxels.
     """
 
@@ -40,19 +43,25 @@ class TrainingScan:
     center_mm: np.ndarray
     fill_value: float
     foreground_mm: np.ndarray
+    weights: torch.Tensor | None = None
 
 
 def load_training_scans(cases: list[Case], config: HipsegConfig, device: torch.device,
-                        progress: bool = True) -> list[TrainingScan]:
-    """Read, validate and pre-process each case's image and label map."""
+                        progress: bool = True, *,
+                        weight_cache: Path | None = None) -> list[TrainingScan]:
+    """Read, validate and pre-process each case's image and label map.
+
+    With ``config.weight_map.enabled`` each scan also gets its weight map, from the cache
+    (``weight_cache``, default ``DATA/weightmaps``) or computed and cached.
+    """
     rng = np.random.default_rng(config.train.seed)
     scans = []
     limit = int(0.8 * physical_memory_bytes())
     held = 0
     for case in tqdm(cases, desc="loading scans", disable=not progress, leave=False):
         image = read_image(case.image)
-        # image, its scaled copy and float labels, 4 bytes each, stay in memory while training
-        held += 12 * int(np.prod(image.shape))
+        # image, its scaled copy, float labels (and weights), 4 bytes each, stay in memory
+        held += (16 if config.weight_map.enabled else 12) * int(np.prod(image.shape))
         if held > limit:
             raise InputError(case.image, f"the training scans up to this one need about "
                                          f"{held / 2**30:.1f} GiB in memory, more than the limit "
@@ -67,6 +76,10 @@ def load_training_scans(cases: list[Case], config: HipsegConfig, device: torch.d
         if len(ijk) > MAX_FOREGROUND_POINTS:
             ijk = ijk[rng.choice(len(ijk), MAX_FOREGROUND_POINTS, replace=False)]
         foreground_mm = ijk @ image.affine[:3, :3].T + image.affine[:3, 3]
+        weights = None
+        if config.weight_map.enabled:
+            weights = torch.from_numpy(cached_weight_map(case, labels, config.weight_map,
+                                                         cache_root=weight_cache))[None].to(device)
         scans.append(TrainingScan(
             case_id=case.case_id,
             image=torch.from_numpy(scaled)[None].to(device),
@@ -77,6 +90,7 @@ def load_training_scans(cases: list[Case], config: HipsegConfig, device: torch.d
             center_mm=image.center_mm,
             fill_value=fill_value,
             foreground_mm=foreground_mm,
+            weights=weights,
         ))
     return scans
 
@@ -119,15 +133,18 @@ class PlaneSampler:
         return ViewGrid(self.directions[view], scan.center_mm, self.pixel_spacing_mm,
                         self.dim, self.dim)
 
-    def sample(self, batch_size: int, rng: np.random.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    def sample(self, batch_size: int, rng: np.random.Generator
+               ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """A batch of planes.
 
         Returns
         -------
         images : Tensor, shape (B, 1, dim, dim), float32
         labels : Tensor, shape (B, dim, dim), int64
+        weights : Tensor, shape (B, dim, dim), float32
+            The weight map's slice (trilinear; 1 outside the scan), or ones without a map.
         """
-        images, labels = [], []
+        images, labels, weights = [], [], []
         for _ in range(batch_size):
             scan = self.scans[rng.integers(len(self.scans))]
             view = int(rng.integers(len(self.directions)))
@@ -144,4 +161,9 @@ class PlaneSampler:
             images.append(sample_planes(scan.image, to_voxel, plane, self.dim,
                                         mode="bilinear", fill_value=scan.fill_value))
             labels.append(sample_planes(scan.labels, to_voxel, plane, self.dim, mode="nearest"))
-        return torch.cat(images), torch.cat(labels)[:, 0].round().long()
+            if scan.weights is None:
+                weights.append(torch.ones_like(labels[-1]))
+            else:
+                weights.append(sample_planes(scan.weights, to_voxel, plane, self.dim,
+                                             mode="bilinear", fill_value=1.0))
+        return torch.cat(images), torch.cat(labels)[:, 0].round().long(), torch.cat(weights)[:, 0]

@@ -19,7 +19,7 @@ import numpy as np
 from hipseg.core.atomic import atomic_path, atomic_write_text
 from hipseg.core.errors import InputError
 from hipseg.core.labels import LabelTable
-from hipseg.io import case_id, find_images, read_labels, write_labels
+from hipseg.io import case_id, find_images, find_label_maps, read_labels, write_labels
 from hipseg.metrics import (
     dice_per_class,
     gap_dice_per_class,
@@ -103,14 +103,14 @@ def evaluate_folders(labels_dir: Path, predictions_dir: Path, labels: LabelTable
     """Score every reference label map against the prediction with the same case id.
 
     Other files in ``predictions_dir`` (probabilities, uncertainty maps) are ignored; a
-    reference without a prediction is an error naming it.
+    reference without a prediction is an error naming it. ``labels_dir`` is a folder of label
+    maps or a dataset folder in any layout (:func:`hipseg.io.find_dataset`).
 
     ``gap_regions_dir``: also write each reference's gap region G as a uint8 NIfTI there.
     """
     predictions = {case_id(p): p for p in find_images(predictions_dir)}
     rows = []
-    for reference_path in find_images(labels_dir):
-        cid = case_id(reference_path)
+    for cid, reference_path in sorted(find_label_maps(labels_dir).items()):
         if cid not in predictions:
             raise InputError(reference_path, f"no prediction for case {cid!r} in {predictions_dir}")
         reference = read_labels(reference_path, labels)

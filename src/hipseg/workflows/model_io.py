@@ -8,9 +8,10 @@ from pathlib import Path
 import torch
 
 from hipseg.core.config import HipsegConfig, load_config, save_config
-from hipseg.core.errors import InputError
+from hipseg.core.errors import ConfigError, InputError
 from hipseg.models.checkpoint import load_state_dict, save_state_dict
 from hipseg.models.unet2d import UNet2D
+from hipseg.models.unet3d import UNet3D
 
 __all__ = ["CONFIG_NAME", "WEIGHTS_NAME", "LoadedModel", "build_network", "load_model",
            "load_weights_into", "save_model"]
@@ -19,10 +20,15 @@ CONFIG_NAME = "config.yaml"
 WEIGHTS_NAME = "model.pt"
 
 
-def build_network(config: HipsegConfig) -> UNet2D:
-    """The 2D UNet the config describes (one input channel: the CT)."""
-    return UNet2D(1, config.labels.n_classes, config.model.base_width, config.model.depth,
-                  config.model.kernel_size)
+def build_network(config: HipsegConfig) -> UNet2D | UNet3D:
+    """The network the config describes (one input channel: the CT)."""
+    model = config.model
+    if model.architecture == "unet3d":
+        return UNet3D(1, config.labels.n_classes, model.base_width, model.depth)
+    if model.architecture != "unet2d":
+        raise ConfigError(f"model.architecture: unknown {model.architecture!r} "
+                          "(unet2d or unet3d)")
+    return UNet2D(1, config.labels.n_classes, model.base_width, model.depth, model.kernel_size)
 
 
 def load_weights_into(network: torch.nn.Module, path: Path) -> None:
@@ -56,7 +62,7 @@ class LoadedModel:
     """A network in eval mode on its device, with the config it was trained with."""
 
     config: HipsegConfig
-    network: UNet2D
+    network: UNet2D | UNet3D
     device: torch.device
 
 
@@ -66,7 +72,8 @@ def load_model(model_dir: Path, device: torch.device) -> LoadedModel:
     if not model_dir.is_dir():
         raise InputError(model_dir, "model folder not found")
     config = load_config(model_dir / CONFIG_NAME)
-    if not config.views.directions or config.sampling.dim <= 0:
+    planes = config.model.architecture == "unet2d"  # the 3D baseline has no views
+    if planes and (not config.views.directions or config.sampling.dim <= 0):
         raise InputError(model_dir / CONFIG_NAME, "config has no trained views or plane size")
     network = build_network(config)
     load_weights_into(network, model_dir / WEIGHTS_NAME)

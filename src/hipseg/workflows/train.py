@@ -1,4 +1,9 @@
-"""Training a multi-planar 2D UNet: from scratch (pre-training) or from another model (fine-tuning)."""
+"""Training a network: from scratch (pre-training) or from another model (fine-tuning).
+
+The loop is a handful of small functions: :func:`sample_batch` (planes or patches, elastic
+augmentation), :func:`train_step` (weighted cross-entropy, one Adam step), :func:`run_epoch`,
+:func:`validate`, and :func:`save_checkpoint` / :func:`load_checkpoint` for ``--resume``.
+"""
 
 from __future__ import annotations
 
@@ -14,6 +19,7 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
+from hipseg.augment import elastic_augment
 from hipseg.core.atomic import atomic_path
 from hipseg.core.config import HipsegConfig, load_config
 from hipseg.core.errors import HipsegError, InputError
@@ -27,14 +33,39 @@ from hipseg.workflows.model_io import (
     load_weights_into,
     save_model,
 )
+from hipseg.workflows.patches import PatchSampler
+from hipseg.workflows.progress import plot_progress
 
-__all__ = ["TrainResult", "prepare_config", "split_cases", "train"]
+__all__ = [
+    "Batch",
+    "TrainResult",
+    "TrainState",
+    "complete_geometry",
+    "load_checkpoint",
+    "make_sampler",
+    "prepare_config",
+    "read_case_list",
+    "run_epoch",
+    "sample_batch",
+    "save_checkpoint",
+    "split_cases",
+    "train",
+    "train_step",
+    "validate",
+    "weighted_cross_entropy",
+    "write_case_list",
+]
 
 logger = logging.getLogger(__name__)
 
 LOG_NAME = "log.csv"
 LAST_WEIGHTS_NAME = "last.pt"
 TRAIN_STATE_NAME = "train_state.pt"
+PROGRESS_NAME = "progress.png"
+CASES_NAME = "training_cases.csv"
+
+#: (inputs (B, 1, ...), labels (B, ...) int64, per-pixel loss weights (B, ...) float32)
+Batch = tuple[torch.Tensor, torch.Tensor, torch.Tensor]
 
 
 @dataclass(frozen=True)
@@ -45,6 +76,21 @@ class TrainResult:
     epochs_run: int
     best_epoch: int
     best_val_loss: float
+
+
+@dataclass
+class TrainState:
+    """Everything a run needs to continue exactly where it stopped (mutable: the loop's state)."""
+
+    network: torch.nn.Module
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.ReduceLROnPlateau
+    rng: np.random.Generator
+    epoch: int = 0
+    rows: list[dict] = dataclasses.field(default_factory=list)
+    best_loss: float = float("inf")
+    best_epoch: int = 0
+    stale: int = 0
 
 
 def split_cases(cases: list[Case], val_fraction: float, rng: np.random.Generator) -> tuple[list[Case], list[Case]]:
@@ -66,18 +112,30 @@ def prepare_config(config: HipsegConfig, init_model: Path | None) -> HipsegConfi
     """The config to train with: from scratch, or inherited from ``init_model``.
 
     Fine-tuning keeps the initial model's labels, views, plane size, pre-processing and
-    architecture (the weights only make sense with them); training settings are the new ones.
+    architecture (the weights only make sense with them); training, loss-weight and
+    augmentation settings are the new ones.
+
+    Raises
+    ------
+    InputError
+        The initial model's label table differs from ``config``'s.
     """
     if init_model is None:
         return config
     init_config = load_config(Path(init_model) / "config.yaml")
     if init_config.labels != config.labels:
-        raise InputError(init_model, f"label table {init_config.labels.names} differs from "
-                                     f"the requested {config.labels.names}")
-    return dataclasses.replace(init_config, train=config.train)
+        raise InputError(init_model, f"label table {list(init_config.labels.names)} differs from "
+                                     f"the requested {list(config.labels.names)}")
+    return dataclasses.replace(init_config, train=config.train, weight_map=config.weight_map,
+                               augment=config.augment)
 
 
-def _complete_geometry(config: HipsegConfig, scans: list, multiple_of: int) -> HipsegConfig:
+def complete_geometry(config: HipsegConfig, scans: list, multiple_of: int) -> HipsegConfig:
+    """Fill in what is unset: view directions (from ``views.seed``) and the plane size.
+
+    ``dim`` and the sphere diameter not set in ``config`` are measured on the training scans
+    (``sampling.percentile``, 75 by default, SPEC step 2); a set value is kept (an override).
+    """
     views, sampling = config.views, config.sampling
     if not views.directions:
         directions = view_directions(views.n_views, views.min_angle_deg,
@@ -85,22 +143,83 @@ def _complete_geometry(config: HipsegConfig, scans: list, multiple_of: int) -> H
         views = dataclasses.replace(views, directions=tuple(tuple(float(c) for c in d) for d in directions))
     if sampling.dim <= 0 or sampling.sphere_diameter_mm <= 0:
         dim, diameter = measure_plane_size(scans, sampling.percentile, multiple_of)
-        sampling = dataclasses.replace(sampling, dim=dim, sphere_diameter_mm=diameter)
+        sampling = dataclasses.replace(sampling, dim=sampling.dim if sampling.dim > 0 else dim,
+                                       sphere_diameter_mm=sampling.sphere_diameter_mm
+                                       if sampling.sphere_diameter_mm > 0 else diameter)
     if sampling.dim % multiple_of:
         raise HipsegError(f"sampling.dim {sampling.dim} must be a multiple of {multiple_of}")
+    if config.model.architecture == "unet3d" and config.model.patch_vox % multiple_of:
+        raise HipsegError(f"model.patch_vox {config.model.patch_vox} must be a multiple of "
+                          f"{multiple_of}")
     return dataclasses.replace(config, views=views, sampling=sampling)
 
 
-def _evaluate(network: torch.nn.Module, images: torch.Tensor, labels: torch.Tensor,
-              n_classes: int, batch_size: int) -> tuple[float, float]:
-    """Mean cross-entropy and mean foreground Dice over fixed validation planes."""
+def weighted_cross_entropy(logits: torch.Tensor, labels: torch.Tensor,
+                           weights: torch.Tensor) -> torch.Tensor:
+    """Per-pixel cross-entropy times the per-pixel weight, then the mean (SPEC step 4).
+
+    Shapes: logits ``(B, C, ...)``, labels ``(B, ...)`` int64, weights ``(B, ...)`` float.
+    """
+    return (F.cross_entropy(logits, labels, reduction="none") * weights).mean()
+
+
+def make_sampler(config: HipsegConfig, scans: list) -> PlaneSampler | PatchSampler:
+    """Planes for the 2D UNet, cubic patches for the 3D one."""
+    if config.model.architecture == "unet3d":
+        return PatchSampler(scans, config.model.patch_vox,
+                            config.sampling.foreground_plane_fraction)
+    return PlaneSampler(scans, np.asarray(config.views.directions), config.sampling.dim,
+                        config.sampling.pixel_spacing_mm, config.sampling.foreground_plane_fraction)
+
+
+def sample_batch(sampler: PlaneSampler | PatchSampler, config: HipsegConfig,
+                 rng: np.random.Generator) -> Batch:
+    """A training batch; planes are elastically deformed (a fraction, weighted 1/3 in the loss)."""
+    images, labels, weights = sampler.sample(config.train.batch_size, rng)
+    augment = config.augment
+    if isinstance(sampler, PlaneSampler) and augment.fraction > 0:
+        images, labels, weights, _ = elastic_augment(
+            images, labels, weights, fraction=augment.fraction, alpha_px=augment.alpha_px,
+            sigma_px=augment.sigma_px, deformed_weight=augment.deformed_weight, rng=rng)
+    return images, labels, weights
+
+
+def train_step(network: torch.nn.Module, optimizer: torch.optim.Optimizer, batch: Batch) -> float:
+    """One optimiser step on a batch; returns its loss."""
+    images, labels, weights = batch
+    optimizer.zero_grad(set_to_none=True)
+    loss = weighted_cross_entropy(network(images), labels, weights)
+    loss.backward()
+    optimizer.step()
+    return loss.item()
+
+
+def run_epoch(state: TrainState, sampler: PlaneSampler | PatchSampler, config: HipsegConfig,
+              progress: bool) -> float:
+    """``steps_per_epoch`` steps; returns the mean training loss."""
+    tc = config.train
+    losses = []
+    bar = tqdm(range(tc.steps_per_epoch), desc=f"epoch {state.epoch + 1}/{tc.epochs}",
+               disable=not progress, leave=False)
+    for _ in bar:
+        losses.append(train_step(state.network, state.optimizer,
+                                 sample_batch(sampler, config, state.rng)))
+        bar.set_postfix(loss=f"{losses[-1]:.3f}")
+    return float(np.mean(losses))
+
+
+def validate(network: torch.nn.Module, batch: Batch, n_classes: int,
+             batch_size: int) -> tuple[float, float]:
+    """Mean weighted cross-entropy and mean foreground Dice over fixed validation samples."""
+    images, labels, weights = batch
     network.eval()
     total_loss, intersections, sizes = 0.0, torch.zeros(n_classes), torch.zeros(n_classes)
     with torch.no_grad():
         for start in range(0, len(images), batch_size):
-            logits = network(images[start : start + batch_size])
-            target = labels[start : start + batch_size]
-            total_loss += F.cross_entropy(logits, target, reduction="sum").item() / target[0].numel()
+            part = slice(start, start + batch_size)
+            logits = network(images[part])
+            target = labels[part]
+            total_loss += weighted_cross_entropy(logits, target, weights[part]).item() * len(target)
             pred = logits.argmax(1)
             for c in range(1, n_classes):
                 intersections[c] += ((pred == c) & (target == c)).sum().cpu()
@@ -111,10 +230,53 @@ def _evaluate(network: torch.nn.Module, images: torch.Tensor, labels: torch.Tens
     return total_loss / len(images), dice
 
 
+def save_checkpoint(state: TrainState, path: Path) -> None:
+    """Model, optimizer, scheduler, random state and the loop's counters, atomically."""
+    save_state_dict({
+        "model": state.network.state_dict(), "optimizer": state.optimizer.state_dict(),
+        "scheduler": state.scheduler.state_dict(), "numpy_rng": state.rng.bit_generator.state,
+        "epoch": state.epoch, "rows": state.rows, "best_val_loss": state.best_loss,
+        "best_epoch": state.best_epoch, "stale": state.stale,
+    }, path)
+
+
+def load_checkpoint(state: TrainState, path: Path, device: torch.device) -> None:
+    """Restore what :func:`save_checkpoint` wrote into ``state`` (in place)."""
+    saved = load_state_dict(path, map_location=device)
+    state.network.load_state_dict(saved["model"])
+    state.optimizer.load_state_dict(saved["optimizer"])
+    state.scheduler.load_state_dict(saved["scheduler"])
+    state.rng.bit_generator.state = saved["numpy_rng"]
+    state.rows, state.best_loss = list(saved["rows"]), saved["best_val_loss"]
+    state.best_epoch, state.stale, state.epoch = saved["best_epoch"], saved["stale"], saved["epoch"]
+
+
+def write_case_list(cases: list[Case], path: Path) -> None:
+    """The scans a model was trained on (``case_id,image,labels``, absolute paths)."""
+    with atomic_path(path) as tmp, open(tmp, "w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["case_id", "image", "labels"])
+        writer.writerows([c.case_id, str(Path(c.image).resolve()), str(Path(c.labels).resolve())]
+                         for c in cases)
+
+
+def read_case_list(path: Path) -> list[Case]:
+    """The cases :func:`write_case_list` wrote; an error naming the file when it is missing."""
+    try:
+        with open(path, newline="") as handle:
+            return [Case(row["case_id"], Path(row["image"]), Path(row["labels"]))
+                    for row in csv.DictReader(handle)]
+    except FileNotFoundError:
+        raise InputError(path, "no list of training scans (was the model trained by this "
+                               "version of hipseg?)") from None
+    except (KeyError, csv.Error) as err:
+        raise InputError(path, f"not a list of training scans ({err})") from None
+
+
 def train(cases: list[Case], config: HipsegConfig, out_dir: Path, *, device: torch.device,
-          init_model: Path | None = None, resume: bool = False,
-          progress: bool = True) -> TrainResult:
-    """Train and write ``out_dir/{model.pt, last.pt, config.yaml, log.csv}``.
+          init_model: Path | None = None, resume: bool = False, weight_cache: Path | None = None,
+          val_cases: list[Case] | None = None, progress: bool = True) -> TrainResult:
+    """Train and write ``out_dir/{model.pt, last.pt, config.yaml, log.csv, progress.png}``.
 
     Parameters
     ----------
@@ -128,6 +290,11 @@ def train(cases: list[Case], config: HipsegConfig, out_dir: Path, *, device: tor
         Continue an interrupted run in ``out_dir`` after its last completed epoch, with the
         model, optimizer, scheduler and random state saved then; the settings are those in
         ``out_dir/config.yaml``, so the result equals an uninterrupted run.
+    weight_cache : Path, optional
+        Folder of cached weight maps (default ``DATA/weightmaps``), used when
+        ``config.weight_map.enabled``.
+    val_cases : list of Case, optional
+        Validation scans; by default a ``train.val_fraction`` of ``cases`` is held out.
     """
     out_dir = Path(out_dir)
     state_path = out_dir / TRAIN_STATE_NAME
@@ -140,79 +307,66 @@ def train(cases: list[Case], config: HipsegConfig, out_dir: Path, *, device: tor
         config = prepare_config(config, init_model)
     tc = config.train
     rng = np.random.default_rng(tc.seed)
-    train_cases, val_cases = split_cases(cases, tc.val_fraction, rng)
+    if val_cases is None:
+        train_cases, val_cases = split_cases(cases, tc.val_fraction, rng)
+    else:
+        train_cases = list(cases)
     logger.info("training on %d cases, validating on %d", len(train_cases), len(val_cases))
-    train_scans = load_training_scans(train_cases, config, device, progress)
-    val_scans = train_scans if val_cases == train_cases else load_training_scans(val_cases, config, device, progress)
+    train_scans = load_training_scans(train_cases, config, device, progress, weight_cache=weight_cache)
+    val_scans = (train_scans if val_cases == train_cases else
+                 load_training_scans(val_cases, config, device, progress, weight_cache=weight_cache))
 
     with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
         torch.manual_seed(tc.seed)
         network = build_network(config)
-    config = _complete_geometry(config, train_scans, network.size_multiple)
+    config = complete_geometry(config, train_scans, network.size_multiple)
     if init_model is not None and not resume:
         load_weights_into(network, Path(init_model) / WEIGHTS_NAME)
     network.to(device).train()
-    logger.info("plane size %d px, sphere %.1f mm, %d views", config.sampling.dim,
-                config.sampling.sphere_diameter_mm, len(config.views.directions))
+    logger.info("%s; plane size %d px, sphere %.1f mm, %d views; weight map %s",
+                config.model.architecture, config.sampling.dim, config.sampling.sphere_diameter_mm,
+                len(config.views.directions), "on" if config.weight_map.enabled else "off")
 
-    def sampler(scans: list) -> PlaneSampler:
-        return PlaneSampler(scans, np.asarray(config.views.directions), config.sampling.dim,
-                            config.sampling.pixel_spacing_mm, config.sampling.foreground_plane_fraction)
-
-    val_images, val_labels = sampler(val_scans).sample(tc.val_planes, np.random.default_rng(tc.seed + 1))
-    train_sampler = sampler(train_scans)
+    val_batch = make_sampler(config, val_scans).sample(tc.val_planes, np.random.default_rng(tc.seed + 1))
+    train_sampler = make_sampler(config, train_scans)
     optimizer = torch.optim.Adam(network.parameters(), lr=tc.learning_rate)
     scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, factor=tc.lr_factor,
                                                            patience=tc.lr_patience)
+    state = TrainState(network, optimizer, scheduler, rng)
     out_dir.mkdir(parents=True, exist_ok=True)
-    rows: list[dict] = []
-    best_loss, best_epoch, stale, first_epoch = float("inf"), 0, 0, 1
     if resume:
-        state = load_state_dict(state_path, map_location=device)
-        network.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        rng.bit_generator.state = state["numpy_rng"]
-        rows, best_loss = list(state["rows"]), state["best_val_loss"]
-        best_epoch, stale, first_epoch = state["best_epoch"], state["stale"], state["epoch"] + 1
-    for epoch in range(first_epoch, tc.epochs + 1):
-        if stale >= tc.early_stop_patience:
-            logger.info("early stop: no validation improvement for %d epochs", stale)
+        load_checkpoint(state, state_path, device)
+    else:
+        write_case_list(cases, out_dir / CASES_NAME)
+    while state.epoch < tc.epochs:
+        if state.stale >= tc.early_stop_patience:
+            logger.info("early stop: no validation improvement for %d epochs", state.stale)
             break
         started = time.perf_counter()
-        losses = []
-        bar = tqdm(range(tc.steps_per_epoch), desc=f"epoch {epoch}/{tc.epochs}",
-                   disable=not progress, leave=False)
-        for _ in bar:
-            images, labels = train_sampler.sample(tc.batch_size, rng)
-            optimizer.zero_grad(set_to_none=True)
-            loss = F.cross_entropy(network(images), labels)
-            loss.backward()
-            optimizer.step()
-            losses.append(loss.item())
-            bar.set_postfix(loss=f"{losses[-1]:.3f}")
-        val_loss, val_dice = _evaluate(network, val_images, val_labels,
-                                       config.labels.n_classes, tc.batch_size)
+        train_loss = run_epoch(state, train_sampler, config, progress)
+        val_loss, val_dice = validate(network, val_batch, config.labels.n_classes, tc.batch_size)
         scheduler.step(val_loss)
-        rows.append({"epoch": epoch, "train_loss": float(np.mean(losses)), "val_loss": val_loss,
-                     "val_dice": val_dice, "lr": optimizer.param_groups[0]["lr"],
-                     "seconds": time.perf_counter() - started})
-        logger.info("epoch %d: train loss %.4f, val loss %.4f, val Dice %.3f", epoch,
-                    rows[-1]["train_loss"], val_loss, val_dice)
-        save_model(network, config, out_dir, LAST_WEIGHTS_NAME)
-        if val_loss < best_loss:
-            best_loss, best_epoch, stale = val_loss, epoch, 0
-            save_model(network, config, out_dir, WEIGHTS_NAME)
-        else:
-            stale += 1
-        save_state_dict({
-            "model": network.state_dict(), "optimizer": optimizer.state_dict(),
-            "scheduler": scheduler.state_dict(), "numpy_rng": rng.bit_generator.state,
-            "epoch": epoch, "rows": rows, "best_val_loss": best_loss, "best_epoch": best_epoch,
-            "stale": stale,
-        }, state_path)
-        _write_log(out_dir / LOG_NAME, rows)
-    return TrainResult(out_dir, len(rows), best_epoch, best_loss)
+        state.epoch += 1
+        state.rows.append({"epoch": state.epoch, "train_loss": train_loss, "val_loss": val_loss,
+                           "val_dice": val_dice, "lr": optimizer.param_groups[0]["lr"],
+                           "seconds": time.perf_counter() - started})
+        logger.info("epoch %d: train loss %.4f, val loss %.4f, val Dice %.3f", state.epoch,
+                    train_loss, val_loss, val_dice)
+        _end_of_epoch(state, config, out_dir, val_loss)
+    return TrainResult(out_dir, len(state.rows), state.best_epoch, state.best_loss)
+
+
+def _end_of_epoch(state: TrainState, config: HipsegConfig, out_dir: Path, val_loss: float) -> None:
+    """Write the last and (if better) the best model, the resumable state, log and curves."""
+    save_model(state.network, config, out_dir, LAST_WEIGHTS_NAME)
+    if val_loss < state.best_loss:
+        state.best_loss, state.best_epoch, state.stale = val_loss, state.epoch, 0
+        save_model(state.network, config, out_dir, WEIGHTS_NAME)
+    else:
+        state.stale += 1
+    save_checkpoint(state, out_dir / TRAIN_STATE_NAME)
+    _write_log(out_dir / LOG_NAME, state.rows)
+    plot_progress(state.rows, out_dir / PROGRESS_NAME)
 
 
 def _write_log(path: Path, rows: list[dict]) -> None:
