@@ -7,9 +7,11 @@ stderr and a non-zero exit code.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import logging
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -24,6 +26,7 @@ from hipseg.core.errors import HipsegError, InputError
 from hipseg.core.labels import LabelTable
 
 if TYPE_CHECKING:
+    from hipseg.workflows.distributed import DistributedRun
     from hipseg.workflows.train import TrainResult
 
 __all__ = ["build_parser", "main"]
@@ -103,6 +106,14 @@ def _add_device(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda, cuda:N")
 
 
+def _add_training_device(parser: argparse.ArgumentParser) -> None:
+    _add_device(parser)
+    parser.add_argument("--precision", choices=("auto", "fp32", "bf16", "fp16"), default="auto",
+                        help="training autocast: auto (bf16 on CUDA, fp16 with a gradient scaler "
+                             "where bf16 is missing; fp32 on the CPU), fp32 turns it off. Under "
+                             "torchrun every process trains on its own device (docs/scaling.md)")
+
+
 def _add_predict_scaling(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--precision", choices=("auto", "fp32", "bf16", "fp16"), default="auto",
                         help="network autocast: auto (bf16 on CUDA and on CPUs with native bf16, "
@@ -164,7 +175,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="weight the loss by the distance weight map (off for pre-training on "
                         "coarse labels, as the paper; finetune has it on)")
     _add_weight_map_options(p)
-    _add_device(p)
+    _add_training_device(p)
     _add_common(p)
 
     p = sub.add_parser("finetune", help="fine-tune every layer of MODEL on accurate scans")
@@ -179,7 +190,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_optimiser_options(p, FINETUNE_TRAIN)
     p.add_argument("--no-weight-map", action="store_true", help="unweighted cross-entropy")
     _add_weight_map_options(p)
-    _add_device(p)
+    _add_training_device(p)
     _add_common(p)
 
     p = sub.add_parser("predict", help="segment CT scans")
@@ -327,9 +338,22 @@ def _run_phantom(args: argparse.Namespace) -> None:
     print(f"wrote {args.cases} cases to {args.out}")
 
 
+@contextlib.contextmanager
+def _training_run(args: argparse.Namespace) -> Iterator[DistributedRun]:
+    """This process's place in a (``torchrun``) training run; only rank 0 logs below warnings."""
+    from hipseg.workflows.distributed import start_run, stop_run
+
+    run = start_run(args.device)
+    if not run.is_main:
+        logging.getLogger().setLevel(logging.WARNING)
+    try:
+        yield run
+    finally:
+        stop_run(run)
+
+
 def _run_train(args: argparse.Namespace) -> None:
     from hipseg.io import find_dataset
-    from hipseg.workflows.device import select_device
     from hipseg.workflows.train import train
 
     defaults = HipsegConfig()
@@ -346,13 +370,16 @@ def _run_train(args: argparse.Namespace) -> None:
     )
     # MPUNet's test split stays out of training; train() draws its own validation cases.
     cases = find_dataset(args.data, labels_dir=args.labels_dir, splits=("train", "val")).cases()
-    result = train(cases, config, args.out, device=select_device(args.device),
-                   init_model=args.init, resume=args.resume, weight_cache=args.weight_cache,
-                   progress=not args.no_progress)
-    _print_result(result)
+    with _training_run(args) as run:
+        result = train(cases, config, args.out, device=run.device, init_model=args.init,
+                       resume=args.resume, weight_cache=args.weight_cache,
+                       progress=not args.no_progress, run=run, precision=args.precision)
+        _print_result(result, run)
 
 
-def _print_result(result: TrainResult) -> None:
+def _print_result(result: TrainResult, run: DistributedRun) -> None:
+    if not run.is_main:
+        return
     print(f"model written to {result.model_dir} (best epoch {result.best_epoch} of "
           f"{result.epochs_run}, validation loss {result.best_val_loss:.4f}; curves in "
           f"{result.model_dir / 'progress.png'})")
@@ -360,7 +387,6 @@ def _print_result(result: TrainResult) -> None:
 
 def _run_finetune(args: argparse.Namespace) -> None:
     from hipseg.io import find_dataset
-    from hipseg.workflows.device import select_device
     from hipseg.workflows.finetune import finetune
 
     defaults = HipsegConfig()
@@ -369,10 +395,12 @@ def _run_finetune(args: argparse.Namespace) -> None:
         weight_map=_weight_map_config(args, not args.no_weight_map),
         augment=dataclasses.replace(defaults.augment, fraction=args.elastic_fraction))
     cases = find_dataset(args.data, labels_dir=args.labels_dir, splits=("train", "val")).cases()
-    result = finetune(args.model, cases, config, args.out, device=select_device(args.device),
-                      continue_training=args.continue_training, resume=args.resume,
-                      weight_cache=args.weight_cache, progress=not args.no_progress)
-    _print_result(result)
+    with _training_run(args) as run:
+        result = finetune(args.model, cases, config, args.out, device=run.device,
+                          continue_training=args.continue_training, resume=args.resume,
+                          weight_cache=args.weight_cache, progress=not args.no_progress, run=run,
+                          precision=args.precision)
+        _print_result(result, run)
 
 
 def _run_predict(args: argparse.Namespace) -> None:

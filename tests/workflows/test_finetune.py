@@ -38,7 +38,7 @@ def test_every_tensor_of_the_source_model_is_loaded_before_the_first_step(data, 
     source = load_state_dict(tiny_model_dir / "model.pt")
     seen = {}
 
-    def first_step(network, optimizer, batch):
+    def first_step(network, optimizer, batch, amp=None):
         seen.update({k: v.detach().clone() for k, v in network.state_dict().items()})
         seen["weights"] = batch[2]
         raise _Stop

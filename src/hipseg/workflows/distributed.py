@@ -24,8 +24,8 @@ from torch.nn.parallel import DistributedDataParallel
 from hipseg.core.errors import HipsegError
 from hipseg.workflows.device import select_device
 
-__all__ = ["DistributedRun", "broadcast_object", "gather_objects", "start_run", "stop_run",
-           "sync_buffers", "wrap_model"]
+__all__ = ["DistributedRun", "broadcast_object", "gather_objects", "single_process", "start_run",
+           "stop_run", "sync_buffers", "wrap_model"]
 
 logger = logging.getLogger(__name__)
 
@@ -59,6 +59,11 @@ def _env_int(name: str, default: int) -> int:
         raise HipsegError(f"environment variable {name}={value!r} is not an integer") from None
 
 
+def single_process(device: torch.device) -> DistributedRun:
+    """A run of one process on ``device`` (no process group)."""
+    return DistributedRun(0, 1, 0, device)
+
+
 def start_run(device_name: str = "auto") -> DistributedRun:
     """Join the process group that ``torchrun`` set up, or describe a single-process run.
 
@@ -71,7 +76,7 @@ def start_run(device_name: str = "auto") -> DistributedRun:
     world_size = _env_int("WORLD_SIZE", 1)
     device = select_device(device_name)
     if world_size == 1:
-        return DistributedRun(0, 1, 0, device)
+        return single_process(device)
     rank, local_rank = _env_int("RANK", 0), _env_int("LOCAL_RANK", 0)
     if device.type == "cuda":
         if device.index is None:

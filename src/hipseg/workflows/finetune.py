@@ -15,11 +15,13 @@ import torch
 from hipseg.core.config import HipsegConfig
 from hipseg.core.errors import InputError
 from hipseg.io import Case
+from hipseg.workflows.distributed import DistributedRun
 from hipseg.workflows.train import CASES_NAME, TrainResult, read_case_list, train
 
 __all__ = ["finetune", "merge_cases"]
 
 logger = logging.getLogger(__name__)
+
 
 def merge_cases(previous: list[Case], new: list[Case]) -> list[Case]:
     """``previous`` and ``new`` by case id, a new scan replacing an old one of the same id.
@@ -41,7 +43,8 @@ def merge_cases(previous: list[Case], new: list[Case]) -> list[Case]:
 
 def finetune(model_dir: Path, cases: list[Case], config: HipsegConfig, out_dir: Path, *,
              device: torch.device, continue_training: bool = False, resume: bool = False,
-             weight_cache: Path | None = None, progress: bool = True) -> TrainResult:
+             weight_cache: Path | None = None, progress: bool = True,
+             run: DistributedRun | None = None, precision: str = "auto") -> TrainResult:
     """Fine-tune ``model_dir`` on ``cases`` and write a new model folder ``out_dir``.
 
     Parameters
@@ -54,6 +57,8 @@ def finetune(model_dir: Path, cases: list[Case], config: HipsegConfig, out_dir: 
         a new scan with the id of an old one replaces it (a corrected label map).
     resume : bool
         Continue an interrupted fine-tuning in ``out_dir`` (give the same arguments).
+    run, precision
+        As :func:`hipseg.workflows.train.train`.
 
     Raises
     ------
@@ -70,4 +75,4 @@ def finetune(model_dir: Path, cases: list[Case], config: HipsegConfig, out_dir: 
                     len(previous), len(cases), len(merged))
         cases = merged
     return train(cases, config, out_dir, device=device, init_model=model_dir, resume=resume,
-                 weight_cache=weight_cache, progress=progress)
+                 weight_cache=weight_cache, progress=progress, run=run, precision=precision)

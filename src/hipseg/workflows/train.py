@@ -27,6 +27,15 @@ from hipseg.io import Case
 from hipseg.models.checkpoint import load_state_dict, save_state_dict
 from hipseg.views.directions import view_directions
 from hipseg.workflows.data import PlaneSampler, load_training_scans, measure_plane_size
+from hipseg.workflows.device import training_precision
+from hipseg.workflows.distributed import (
+    DistributedRun,
+    broadcast_object,
+    gather_objects,
+    single_process,
+    sync_buffers,
+    wrap_model,
+)
 from hipseg.workflows.model_io import (
     WEIGHTS_NAME,
     build_network,
@@ -47,6 +56,7 @@ __all__ = [
     "read_case_list",
     "run_epoch",
     "sample_batch",
+    "sampling_rng",
     "save_checkpoint",
     "split_cases",
     "train",
@@ -80,12 +90,18 @@ class TrainResult:
 
 @dataclass
 class TrainState:
-    """Everything a run needs to continue exactly where it stopped (mutable: the loop's state)."""
+    """Everything a run needs to continue exactly where it stopped (mutable: the loop's state).
+
+    ``network`` is the bare module (its state dict is what is saved); ``trained`` is what the
+    steps run through: ``network`` itself, or its DDP wrapper in a distributed run.
+    """
 
     network: torch.nn.Module
     optimizer: torch.optim.Optimizer
     scheduler: torch.optim.lr_scheduler.ReduceLROnPlateau
     rng: np.random.Generator
+    trained: torch.nn.Module | None = None
+    amp: AutocastPolicy | None = None
     epoch: int = 0
     rows: list[dict] = dataclasses.field(default_factory=list)
     best_loss: float = float("inf")
@@ -184,13 +200,45 @@ def sample_batch(sampler: PlaneSampler | PatchSampler, config: HipsegConfig,
     return images, labels, weights
 
 
-def train_step(network: torch.nn.Module, optimizer: torch.optim.Optimizer, batch: Batch) -> float:
-    """One optimiser step on a batch; returns its loss."""
+@dataclass
+class AutocastPolicy:
+    """Mixed precision for training: the autocast dtype, and a gradient scaler for float16."""
+
+    device: torch.device
+    dtype: torch.dtype | None
+    scaler: torch.amp.GradScaler | None = None
+
+    @classmethod
+    def for_device(cls, device: torch.device, precision: str) -> AutocastPolicy:
+        dtype = training_precision(device, precision)
+        scaler = torch.amp.GradScaler(device.type) if dtype == torch.float16 else None
+        return cls(device, dtype, scaler)
+
+    def autocast(self):
+        return torch.autocast(self.device.type, dtype=self.dtype, enabled=self.dtype is not None)
+
+
+def train_step(network: torch.nn.Module, optimizer: torch.optim.Optimizer, batch: Batch,
+               amp: AutocastPolicy | None = None) -> float:
+    """One optimiser step on a batch (under ``amp``'s autocast when given); returns its loss."""
     images, labels, weights = batch
     optimizer.zero_grad(set_to_none=True)
-    loss = weighted_cross_entropy(network(images), labels, weights)
-    loss.backward()
-    optimizer.step()
+    if amp is None or amp.dtype is None:
+        loss = weighted_cross_entropy(network(images), labels, weights)
+        loss.backward()
+        optimizer.step()
+        return loss.item()
+    with amp.autocast():
+        logits = network(images)
+    # The loss in float32: a bf16/fp16 log-softmax loses the small per-pixel differences.
+    loss = weighted_cross_entropy(logits.float(), labels, weights)
+    if amp.scaler is None:
+        loss.backward()
+        optimizer.step()
+    else:
+        amp.scaler.scale(loss).backward()
+        amp.scaler.step(optimizer)
+        amp.scaler.update()
     return loss.item()
 
 
@@ -202,8 +250,8 @@ def run_epoch(state: TrainState, sampler: PlaneSampler | PatchSampler, config: H
     bar = tqdm(range(tc.steps_per_epoch), desc=f"epoch {state.epoch + 1}/{tc.epochs}",
                disable=not progress, leave=False)
     for _ in bar:
-        losses.append(train_step(state.network, state.optimizer,
-                                 sample_batch(sampler, config, state.rng)))
+        losses.append(train_step(state.trained or state.network, state.optimizer,
+                                 sample_batch(sampler, config, state.rng), state.amp))
         bar.set_postfix(loss=f"{losses[-1]:.3f}")
     return float(np.mean(losses))
 
@@ -230,25 +278,55 @@ def validate(network: torch.nn.Module, batch: Batch, n_classes: int,
     return total_loss / len(images), dice
 
 
-def save_checkpoint(state: TrainState, path: Path) -> None:
-    """Model, optimizer, scheduler, random state and the loop's counters, atomically."""
-    save_state_dict({
+def save_checkpoint(state: TrainState, path: Path, rank_rng_states: list[dict] | None = None) -> None:
+    """Model, optimizer, scheduler, random state and the loop's counters, atomically.
+
+    ``rank_rng_states``: every rank's random state in rank order (a distributed run); by
+    default this process's own.
+    """
+    rng_states = rank_rng_states or [state.rng.bit_generator.state]
+    saved = {
         "model": state.network.state_dict(), "optimizer": state.optimizer.state_dict(),
-        "scheduler": state.scheduler.state_dict(), "numpy_rng": state.rng.bit_generator.state,
+        "scheduler": state.scheduler.state_dict(), "numpy_rng": rng_states,
         "epoch": state.epoch, "rows": state.rows, "best_val_loss": state.best_loss,
         "best_epoch": state.best_epoch, "stale": state.stale,
-    }, path)
+    }
+    if state.amp is not None and state.amp.scaler is not None:
+        saved["grad_scaler"] = state.amp.scaler.state_dict()
+    save_state_dict(saved, path)
 
 
-def load_checkpoint(state: TrainState, path: Path, device: torch.device) -> None:
-    """Restore what :func:`save_checkpoint` wrote into ``state`` (in place)."""
+def load_checkpoint(state: TrainState, path: Path, device: torch.device, rank: int = 0,
+                    world_size: int = 1) -> None:
+    """Restore what :func:`save_checkpoint` wrote into ``state`` (in place), for ``rank``.
+
+    Raises
+    ------
+    InputError
+        The run was saved with another number of processes.
+    """
     saved = load_state_dict(path, map_location=device)
+    if len(saved["numpy_rng"]) != world_size:
+        raise InputError(path, f"saved by a run of {len(saved['numpy_rng'])} process(es); resume "
+                               f"it with as many, not {world_size}")
     state.network.load_state_dict(saved["model"])
     state.optimizer.load_state_dict(saved["optimizer"])
     state.scheduler.load_state_dict(saved["scheduler"])
-    state.rng.bit_generator.state = saved["numpy_rng"]
+    if "grad_scaler" in saved and state.amp is not None and state.amp.scaler is not None:
+        state.amp.scaler.load_state_dict(saved["grad_scaler"])
+    state.rng.bit_generator.state = saved["numpy_rng"][rank]
     state.rows, state.best_loss = list(saved["rows"]), saved["best_val_loss"]
     state.best_epoch, state.stale, state.epoch = saved["best_epoch"], saved["stale"], saved["epoch"]
+
+
+def sampling_rng(seed: int, rank: int, split_rng: np.random.Generator) -> np.random.Generator:
+    """The random stream that draws a rank's training samples.
+
+    Rank 0 goes on with the stream that split the cases (a one-process run is unchanged);
+    every other rank gets its own stream seeded from ``(seed, rank)``, so ranks draw
+    different planes in the same step.
+    """
+    return split_rng if rank == 0 else np.random.default_rng((seed, rank))
 
 
 def write_case_list(cases: list[Case], path: Path) -> None:
@@ -275,7 +353,8 @@ def read_case_list(path: Path) -> list[Case]:
 
 def train(cases: list[Case], config: HipsegConfig, out_dir: Path, *, device: torch.device,
           init_model: Path | None = None, resume: bool = False, weight_cache: Path | None = None,
-          val_cases: list[Case] | None = None, progress: bool = True) -> TrainResult:
+          val_cases: list[Case] | None = None, progress: bool = True,
+          run: DistributedRun | None = None, precision: str = "auto") -> TrainResult:
     """Train and write ``out_dir/{model.pt, last.pt, config.yaml, log.csv, progress.png}``.
 
     Parameters
@@ -295,7 +374,16 @@ def train(cases: list[Case], config: HipsegConfig, out_dir: Path, *, device: tor
         ``config.weight_map.enabled``.
     val_cases : list of Case, optional
         Validation scans; by default a ``train.val_fraction`` of ``cases`` is held out.
+    run : DistributedRun, optional
+        This process's place in a ``torchrun`` run (:func:`hipseg.workflows.distributed.start_run`);
+        by default one process on ``device``. Every rank draws its own samples, gradients are
+        averaged by DDP, rank 0 alone validates and writes files.
+    precision : str
+        ``auto`` (bf16 autocast on CUDA, fp16 with a gradient scaler where bf16 is missing;
+        float32 on the CPU), ``fp32``, ``bf16`` or ``fp16``.
     """
+    run = run or single_process(device)
+    progress = progress and run.is_main
     out_dir = Path(out_dir)
     state_path = out_dir / TRAIN_STATE_NAME
     if resume:
@@ -311,6 +399,7 @@ def train(cases: list[Case], config: HipsegConfig, out_dir: Path, *, device: tor
         train_cases, val_cases = split_cases(cases, tc.val_fraction, rng)
     else:
         train_cases = list(cases)
+    rng = sampling_rng(tc.seed, run.rank, rng)
     logger.info("training on %d cases, validating on %d", len(train_cases), len(val_cases))
     train_scans = load_training_scans(train_cases, config, device, progress, weight_cache=weight_cache)
     val_scans = (train_scans if val_cases == train_cases else
@@ -332,19 +421,24 @@ def train(cases: list[Case], config: HipsegConfig, out_dir: Path, *, device: tor
     optimizer = torch.optim.Adam(network.parameters(), lr=tc.learning_rate)
     scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, factor=tc.lr_factor,
                                                            patience=tc.lr_patience)
-    state = TrainState(network, optimizer, scheduler, rng)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    state = TrainState(network, optimizer, scheduler, rng, trained=wrap_model(network, run),
+                       amp=AutocastPolicy.for_device(device, precision))
     if resume:
-        load_checkpoint(state, state_path, device)
-    else:
+        load_checkpoint(state, state_path, device, run.rank, run.world_size)
+    elif run.is_main:
+        out_dir.mkdir(parents=True, exist_ok=True)
         write_case_list(cases, out_dir / CASES_NAME)
     while state.epoch < tc.epochs:
         if state.stale >= tc.early_stop_patience:
             logger.info("early stop: no validation improvement for %d epochs", state.stale)
             break
         started = time.perf_counter()
-        train_loss = run_epoch(state, train_sampler, config, progress)
-        val_loss, val_dice = validate(network, val_batch, config.labels.n_classes, tc.batch_size)
+        train_loss = float(np.mean(gather_objects(run_epoch(state, train_sampler, config, progress),
+                                                  run)))
+        sync_buffers(network, run)
+        measured = (validate(network, val_batch, config.labels.n_classes, tc.batch_size)
+                    if run.is_main else None)
+        val_loss, val_dice = broadcast_object(measured, run)
         scheduler.step(val_loss)
         state.epoch += 1
         state.rows.append({"epoch": state.epoch, "train_loss": train_loss, "val_loss": val_loss,
@@ -352,19 +446,29 @@ def train(cases: list[Case], config: HipsegConfig, out_dir: Path, *, device: tor
                            "seconds": time.perf_counter() - started})
         logger.info("epoch %d: train loss %.4f, val loss %.4f, val Dice %.3f", state.epoch,
                     train_loss, val_loss, val_dice)
-        _end_of_epoch(state, config, out_dir, val_loss)
+        _end_of_epoch(state, config, out_dir, val_loss, run)
     return TrainResult(out_dir, len(state.rows), state.best_epoch, state.best_loss)
 
 
-def _end_of_epoch(state: TrainState, config: HipsegConfig, out_dir: Path, val_loss: float) -> None:
-    """Write the last and (if better) the best model, the resumable state, log and curves."""
-    save_model(state.network, config, out_dir, LAST_WEIGHTS_NAME)
-    if val_loss < state.best_loss:
+def _end_of_epoch(state: TrainState, config: HipsegConfig, out_dir: Path, val_loss: float,
+                  run: DistributedRun) -> None:
+    """Write the last and (if better) the best model, the resumable state, log and curves.
+
+    Every rank keeps the same counters (the validation loss is rank 0's, broadcast); only
+    rank 0 writes, with every rank's random state in the resumable state.
+    """
+    improved = val_loss < state.best_loss
+    if improved:
         state.best_loss, state.best_epoch, state.stale = val_loss, state.epoch, 0
-        save_model(state.network, config, out_dir, WEIGHTS_NAME)
     else:
         state.stale += 1
-    save_checkpoint(state, out_dir / TRAIN_STATE_NAME)
+    rng_states = gather_objects(state.rng.bit_generator.state, run)
+    if not run.is_main:
+        return
+    save_model(state.network, config, out_dir, LAST_WEIGHTS_NAME)
+    if improved:
+        save_model(state.network, config, out_dir, WEIGHTS_NAME)
+    save_checkpoint(state, out_dir / TRAIN_STATE_NAME, rng_states)
     _write_log(out_dir / LOG_NAME, state.rows)
     plot_progress(state.rows, out_dir / PROGRESS_NAME)
 
