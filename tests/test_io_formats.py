@@ -16,9 +16,10 @@ from hipseg.core.labels import DEFAULT_LABELS
 from hipseg.core.volume import Volume, apply_affine
 from hipseg.io import case_id, find_images, read_image, read_labels, write_image, write_labels
 from hipseg.io.itk import itk_geometry, read_itk
+from shared_data import REAL_CT
 from synthetic import oblique_affine
 
-REAL_DICOM = Path(__file__).resolve().parents[2] / "shared" / "data" / "real-ct" / "torso_ct_dicom"
+REAL_DICOM = REAL_CT / "torso_ct_dicom"
 
 
 def _sitk_image(data: np.ndarray, affine: np.ndarray) -> sitk.Image:

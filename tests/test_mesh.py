@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import meshio
 import numpy as np
@@ -24,9 +23,8 @@ from hipseg.mesh import (
 )
 from hipseg.postprocess import enforce_min_gap
 from hipseg.workflows.meshing import mesh_files
+from shared_data import HIP_MESHES
 from synthetic import oblique_affine
-
-HIP_MESHES = Path(__file__).resolve().parents[2] / "shared" / "data" / "hip-meshes"
 
 
 def _ball(affine: np.ndarray, radius_mm: float = 12.0, class_id: int = 2):

@@ -13,9 +13,10 @@ from hipseg.core.volume import apply_affine
 from hipseg.phantom import make_case_from_meshes
 from hipseg.phantom.meshes import classify_mesh_name
 from hipseg.phantom.voxelize import voxelize_closed_mesh
+from shared_data import HIP_MESHES
 from synthetic import touching_pairs
 
-MESH_DIR = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "hip-meshes"
+MESH_DIR = HIP_MESHES
 REAL_MESHES = [MESH_DIR / name for name in ("lfemur.stl", "lpelvis.stl", "sacrum.stl")]
 needs_meshes = pytest.mark.skipif(
     not all(p.is_file() for p in REAL_MESHES),

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-from pathlib import Path
 
 import nibabel as nib
 import numpy as np
@@ -15,9 +14,10 @@ from hipseg.core.volume import Volume
 from hipseg.workflows import localize
 from hipseg.workflows.model_io import load_model
 from hipseg.workflows.predict import Prediction
+from shared_data import REAL_CT
 from synthetic import oblique_affine
 
-REAL_NIFTI = Path(__file__).resolve().parents[3] / "shared" / "data" / "real-ct" / "torso_ct_3mm.nii.gz"
+REAL_NIFTI = REAL_CT / "torso_ct_3mm.nii.gz"
 
 
 def _threshold_predictor(calls: list):
