@@ -22,6 +22,7 @@ spacing), as ``hipseg predict``) of the prediction after symmetric connected com
 the product's gap guarantee (which would make |E| zero by construction).
 
 Usage: .venv/bin/python benchmarks/ablation.py --out DIR [--quick] [--torch-threads N]
+       [--keep MODEL ...]
 ``--quick`` is a smoke test of the wiring (minutes, meaningless numbers).
 """
 
@@ -129,8 +130,13 @@ def _config(model: ModelConfig, train_config: TrainConfig, weight_map: bool,
 
 
 def train_variants(root: Path, cases: dict[str, list[Case]], sizes: Sizes,
-                   device: torch.device) -> dict[tuple[str, int], Path]:
-    """Every model of the table; returns ``{(variant, n_scans): model folder}``."""
+                   device: torch.device, keep: frozenset[str] = frozenset()
+                   ) -> dict[tuple[str, int], Path]:
+    """Every model of the table; returns ``{(variant, n_scans): model folder}``.
+
+    ``keep``: names of models (``pretrained-3d``, ``unet3d-2``, ...) already trained in
+    ``root/models`` by an earlier run with the same sizes, used as they are.
+    """
     models = {}
     val = cases["validation"]
     timings = {}
@@ -138,6 +144,11 @@ def train_variants(root: Path, cases: dict[str, list[Case]], sizes: Sizes,
     def fit(name: str, train_cases: list[Case], config: HipsegConfig, init: Path | None) -> Path:
         started = time.perf_counter()
         out = root / "models" / name
+        if name in keep:
+            if not (out / "model.pt").is_file():
+                raise SystemExit(f"--keep {name}: no trained model in {out}")
+            logger.info("kept %s from an earlier run", name)
+            return out
         train(train_cases, config, out, device=device, init_model=init, val_cases=val,
               progress=False)
         timings[name] = time.perf_counter() - started
@@ -208,6 +219,9 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="smoke test: tiny sizes")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--torch-threads", type=int, default=2)
+    parser.add_argument("--keep", nargs="*", default=[], metavar="MODEL",
+                        help="models of an earlier run in --out to reuse as they are (e.g. "
+                             "pretrained-3d unet3d-2 unet3d-4 when only the 2D settings changed)")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     torch.set_num_threads(args.torch_threads)
@@ -216,7 +230,7 @@ def main() -> None:
     started = time.perf_counter()
     cases = make_data(args.out / "data", sizes, args.seed)
     logger.info("data: %s", {k: len(v) for k, v in cases.items()})
-    models = train_variants(args.out, cases, sizes, device)
+    models = train_variants(args.out, cases, sizes, device, frozenset(args.keep))
     results = {key: score(path, cases["test"], device) for key, path in models.items()}
     reference = []
     for case in cases["test"]:
