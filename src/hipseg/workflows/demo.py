@@ -31,10 +31,12 @@ class DemoSettings:
     pretrain_cases: int = 6
     finetune_cases: int = 3
     test_cases: int = 3
+    # Sized for the 15-minute bar on a 2-core CPU where one step of 10 planes takes ~0.6 s:
+    # 24 + 8 epochs reached Dice 0.993 in 19 min, 10 + 6 only 0.87 in 10 min.
     pretrain: TrainConfig = field(default_factory=lambda: TrainConfig(
-        epochs=24, steps_per_epoch=40, learning_rate=2e-3, early_stop_patience=8))
+        epochs=14, steps_per_epoch=40, learning_rate=2e-3, early_stop_patience=8))
     finetune: TrainConfig = field(default_factory=lambda: TrainConfig(
-        epochs=8, steps_per_epoch=40, learning_rate=3e-4, early_stop_patience=5, val_fraction=0.34))
+        epochs=6, steps_per_epoch=40, learning_rate=3e-4, early_stop_patience=5, val_fraction=0.34))
     base_config: HipsegConfig = field(default_factory=HipsegConfig)
 
 
