@@ -7,6 +7,7 @@ augmentation), :func:`train_step` (weighted cross-entropy, one Adam step), :func
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import dataclasses
 import logging
@@ -223,16 +224,12 @@ def train_step(network: torch.nn.Module, optimizer: torch.optim.Optimizer, batch
     """One optimiser step on a batch (under ``amp``'s autocast when given); returns its loss."""
     images, labels, weights = batch
     optimizer.zero_grad(set_to_none=True)
-    if amp is None or amp.dtype is None:
-        loss = weighted_cross_entropy(network(images), labels, weights)
-        loss.backward()
-        optimizer.step()
-        return loss.item()
-    with amp.autocast():
+    with amp.autocast() if amp is not None else contextlib.nullcontext():
         logits = network(images)
-    # The loss in float32: a bf16/fp16 log-softmax loses the small per-pixel differences.
+    # The loss in float32 (a no-op for float32 logits): a bf16/fp16 log-softmax loses the small
+    # per-pixel differences.
     loss = weighted_cross_entropy(logits.float(), labels, weights)
-    if amp.scaler is None:
+    if amp is None or amp.scaler is None:
         loss.backward()
         optimizer.step()
     else:
