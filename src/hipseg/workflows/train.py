@@ -399,8 +399,6 @@ def train(cases: list[Case], config: HipsegConfig, out_dir: Path, *, device: tor
     rng = sampling_rng(tc.seed, run.rank, rng)
     logger.info("training on %d cases, validating on %d", len(train_cases), len(val_cases))
     train_scans = load_training_scans(train_cases, config, device, progress, weight_cache=weight_cache)
-    val_scans = (train_scans if val_cases == train_cases else
-                 load_training_scans(val_cases, config, device, progress, weight_cache=weight_cache))
 
     with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
         torch.manual_seed(tc.seed)
@@ -413,7 +411,13 @@ def train(cases: list[Case], config: HipsegConfig, out_dir: Path, *, device: tor
                 config.model.architecture, config.sampling.dim, config.sampling.sphere_diameter_mm,
                 len(config.views.directions), "on" if config.weight_map.enabled else "off")
 
-    val_batch = make_sampler(config, val_scans).sample(tc.val_planes, np.random.default_rng(tc.seed + 1))
+    val_batch = None
+    if run.is_main:  # only rank 0 validates: the others neither load nor sample these scans
+        val_scans = (train_scans if val_cases == train_cases else
+                     load_training_scans(val_cases, config, device, progress,
+                                         weight_cache=weight_cache))
+        val_batch = make_sampler(config, val_scans).sample(tc.val_planes,
+                                                           np.random.default_rng(tc.seed + 1))
     train_sampler = make_sampler(config, train_scans)
     optimizer = torch.optim.Adam(network.parameters(), lr=tc.learning_rate)
     scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, factor=tc.lr_factor,
