@@ -45,7 +45,7 @@ from hipseg.core.labels import DEFAULT_LABELS
 from hipseg.core.volume import Volume
 from hipseg.fusion import ViewAggregator
 from hipseg.io import read_image, write_labels
-from hipseg.models.unet2d import fused_for_inference
+from hipseg.models.unet2d import flops_per_pixel, fused_for_inference
 from hipseg.phantom import PhantomSettings, make_procedural_case
 from hipseg.postprocess import enforce_min_gap, symmetric_components_with_report
 from hipseg.preprocess import preprocess_image
@@ -53,6 +53,7 @@ from hipseg.views.directions import view_directions
 from hipseg.views.grid import prediction_grid, stack_window
 from hipseg.views.sampling import sample_planes, stack_coordinates
 from hipseg.weights import distance_weight_map
+from hipseg.workflows.data import coarsen_dim, measure_plane_size
 from hipseg.workflows.device import autocast_dtype, set_threads
 from hipseg.workflows.model_io import LoadedModel, build_network, load_model, save_model
 from hipseg.workflows.predict import DEFAULT_CONTEXT_PX, predict_stack, predict_volume
@@ -127,20 +128,22 @@ def work_case(size: float, workdir: Path) -> Path:
     return path
 
 
-def default_model(image: Volume, workdir: Path, base_width: int | None = None) -> Path:
-    """An untrained model of the default architecture (or ``base_width``) whose plane size
-    training would measure on ``image``."""
-    counts = np.asarray(image.shape, float)
-    dim = 16 * int(np.ceil(np.percentile(counts, 75) / 16))
+def default_model(image: Volume, workdir: Path, base_width: int | None = None,
+                  min_pixel_spacing_mm: float | None = None) -> Path:
+    """An untrained model of the default architecture (or ``base_width``, or pixel-spacing floor)
+    whose plane size training would measure on ``image``."""
     defaults = HipsegConfig()
+    dim, diameter = measure_plane_size([image.shape], [image.extent_mm],
+                                       defaults.sampling.percentile, 16)
+    dim = coarsen_dim(dim, diameter, defaults.sampling.min_pixel_spacing_mm
+                      if min_pixel_spacing_mm is None else min_pixel_spacing_mm, 16)
     directions = view_directions(defaults.views.n_views, defaults.views.min_angle_deg,
                                  np.random.default_rng(defaults.views.seed))
     config = dataclasses.replace(
         defaults,
         views=dataclasses.replace(defaults.views,
                                   directions=tuple(tuple(map(float, d)) for d in directions)),
-        sampling=SamplingConfig(dim=dim, sphere_diameter_mm=float(np.percentile(
-            image.extent_mm, 75))),
+        sampling=SamplingConfig(dim=dim, sphere_diameter_mm=diameter),
         model=dataclasses.replace(defaults.model, base_width=base_width
                                   or defaults.model.base_width),
     )
@@ -150,7 +153,7 @@ def default_model(image: Volume, workdir: Path, base_width: int | None = None) -
         # An untrained network labels noise, and post-processing millions of noise components
         # is no realistic cost; favouring background keeps every FLOP and gives clean labels.
         network.head.bias[0] = BACKGROUND_BIAS
-    folder = workdir / f"model_{config.model.base_width}"
+    folder = workdir / f"model_w{config.model.base_width}_px{config.sampling.pixel_spacing_mm:.2f}"
     save_model(network, config, folder)
     return folder
 
@@ -185,6 +188,26 @@ def baseline_weight_map(labels: np.ndarray, w0: float = 20.0, sigma: float = 5.0
     return 1.0 + w0 * np.exp(-(distances[0] + distances[1]) ** 2 / (2 * sigma**2))
 
 
+def view_windows(model: LoadedModel, image: Volume) -> tuple[list, list, list]:
+    """Each view's grid, cropped window and stack-to-voxel matrix, as ``predict_volume``."""
+    grids, windows, to_voxels = [], [], []
+    multiple = model.network.size_multiple
+    for direction in np.asarray(model.config.views.directions):
+        grid = prediction_grid(direction, image.center_mm, image.extent_mm,
+                               model.config.sampling.pixel_spacing_mm, multiple)
+        window = stack_window(grid, image.affine, image.shape, context_px=DEFAULT_CONTEXT_PX,
+                              multiple_of=multiple)
+        grids.append(grid)
+        windows.append(window)
+        to_voxels.append(grid.stack_to_voxel(image.affine) @ window.shift())
+    return grids, windows, to_voxels
+
+
+def stack_pixels(model: LoadedModel, image: Volume) -> int:
+    """Pixels the network sees on ``image``, all views together."""
+    return sum(w.n_planes * w.n_rows * w.n_cols for w in view_windows(model, image)[1])
+
+
 def stage_table(model_dir: Path, image_path: Path, labels_path: Path,
                 untrained: bool) -> list[tuple]:
     """Rows ``(stage, ours s, baseline s or None, peak GiB, note)`` and the FLOP line."""
@@ -197,16 +220,8 @@ def stage_table(model_dir: Path, image_path: Path, labels_path: Path,
     rows.append(("pre-process", t, None, mem, ""))
     volume = torch.from_numpy(scaled)[None]
     fill = float(scaled.min())
-    grids, windows, to_voxels = [], [], []
-    for direction in np.asarray(config.views.directions):
-        grid = prediction_grid(direction, image.center_mm, image.extent_mm,
-                               config.sampling.pixel_spacing_mm, network.size_multiple)
-        window = stack_window(grid, image.affine, image.shape, context_px=DEFAULT_CONTEXT_PX,
-                              multiple_of=network.size_multiple)
-        grids.append(grid)
-        windows.append(window)
-        to_voxels.append(grid.stack_to_voxel(image.affine) @ window.shift())
-    n_pixels = sum(w.n_planes * w.n_rows * w.n_cols for w in windows)
+    grids, windows, to_voxels = view_windows(model, image)
+    n_pixels = stack_pixels(model, image)
     full_pixels = sum(g.n_planes * g.dim**2 for g in grids)
 
     def slice_all() -> None:
@@ -292,20 +307,11 @@ def stage_table(model_dir: Path, image_path: Path, labels_path: Path,
     t, mem, _ = timed(lambda: write_labels(out, post, reference=image_path))
     rows.append(("write label map", t, None, mem, ""))
 
-    flops_per_pixel = slice_flops(fast, dtype) / (64 * 64)
-    achieved = flops_per_pixel * n_pixels / t_net
+    per_pixel_flops = flops_per_pixel(fast)
+    achieved = per_pixel_flops * n_pixels / t_net
     bound = machine_flops(dtype or torch.float32)
-    rows.append(("FLOP", achieved, bound, flops_per_pixel, n_pixels))
+    rows.append(("FLOP", achieved, bound, per_pixel_flops, n_pixels))
     return rows
-
-
-def slice_flops(network: torch.nn.Module, dtype: torch.dtype | None) -> float:
-    """FLOPs of the network on one 64 x 64 plane (convolutions and transposed convolutions)."""
-    from torch.utils.flop_counter import FlopCounterMode
-
-    with FlopCounterMode(display=False) as counter, torch.inference_mode():
-        network(torch.zeros(1, 1, 64, 64))
-    return float(counter.get_total_flops())
 
 
 def end_to_end(model_dir: Path, image_path: Path, threads: int,
@@ -335,13 +341,18 @@ def main() -> None:
     parser.add_argument("--model", type=Path, help="a trained model folder (default: untrained)")
     parser.add_argument("--widths", type=int, nargs="*", default=[8, 16, 32],
                         help="base widths for the model-size table (none: skip it)")
+    parser.add_argument("--min-pixel-mm", type=float,
+                        help="pixel-spacing floor of the untrained model (default: the product's)")
+    parser.add_argument("--floors", type=float, nargs="*", default=[0.0, 1.5, 2.0],
+                        help="pixel-spacing floors for the pixel-size table (none: skip it)")
     args = parser.parse_args()
     set_threads(args.threads)
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="hipseg-bench-"))
     workdir.mkdir(parents=True, exist_ok=True)
     image_path = work_case(args.size, workdir)
     image = read_image(image_path)
-    model_dir = args.model or default_model(image, workdir)
+    model_dir = args.model or default_model(image, workdir,
+                                            min_pixel_spacing_mm=args.min_pixel_mm)
     config = load_model(model_dir, CPU).config
     spacing = " x ".join(f"{s:.2f}" for s in image.spacing_mm)
     print(f"load average {os.getloadavg()[0]:.1f} at the start (timings assume an idle machine)")
@@ -353,14 +364,14 @@ def main() -> None:
     e2e_runs, e2e_gib = end_to_end(model_dir, image_path, args.threads, args.repeats)
     rows = stage_table(model_dir, image_path, workdir / f"work_{args.size:g}_labels.nii.gz",
                        args.model is None)
-    *stages, (_, achieved, bound, flops_per_pixel, n_pixels) = rows
+    *stages, (_, achieved, bound, per_pixel_flops, n_pixels) = rows
     print(f"\n{'stage':<34} {'hipseg s':>9} {'baseline s':>11} {'ratio':>7} {'peak GiB':>9}  "
           "baseline")
     for name, ours, baseline, gib, note in stages:
         base = f"{baseline:11.2f}" if baseline is not None else f"{'-':>11}"
         ratio = f"{baseline / ours:6.1f}x" if baseline is not None else f"{'-':>7}"
         print(f"{name:<34} {ours:9.2f} {base} {ratio} {gib:9.2f}  {note}")
-    print(f"\nnetwork: {flops_per_pixel / 1e3:.0f} kFLOP per pixel, {n_pixels / 1e6:.0f} M pixels; "
+    print(f"\nnetwork: {per_pixel_flops / 1e3:.0f} kFLOP per pixel, {n_pixels / 1e6:.0f} M pixels; "
           f"achieved {achieved / 1e9:.0f} GFLOP/s, machine matmul bound {bound / 1e9:.0f} "
           f"GFLOP/s (same dtype, measured now): {achieved / bound:.0%} of the bound")
     runs = ", ".join(f"{t:.1f}" for t in e2e_runs)
@@ -390,11 +401,19 @@ def main() -> None:
     if args.widths:
         print(f"\n{'base width':>10} {'parameters':>11} {'kFLOP/pixel':>12} {'predict_volume s':>17}")
         for width in args.widths:
-            model = load_model(default_model(image, workdir, width), CPU)
+            model = load_model(default_model(image, workdir, width, args.min_pixel_mm), CPU)
             n_params = sum(p.numel() for p in model.network.parameters())
-            flops = slice_flops(model.network, None) / (64 * 64)
+            flops = flops_per_pixel(model.network)
             t, _, _ = timed(lambda m=model: predict_volume(m, image, progress=False))
             print(f"{width:>10} {n_params:>11,} {flops / 1e3:>12.0f} {t:>17.1f}")
+
+    if args.floors:
+        print(f"\n{'floor mm':>8} {'pixel mm':>9} {'M pixels':>9} {'predict_volume s':>17}")
+        for floor in args.floors:
+            model = load_model(default_model(image, workdir, min_pixel_spacing_mm=floor), CPU)
+            t, _, _ = timed(lambda m=model: predict_volume(m, image, progress=False))
+            print(f"{floor:>8.2f} {model.config.sampling.pixel_spacing_mm:>9.3f} "
+                  f"{stack_pixels(model, image) / 1e6:>9.1f} {t:>17.1f}")
     print(f"load average {os.getloadavg()[0]:.1f} at the end")
 
 

@@ -171,6 +171,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="plane side in pixels (default: 75th percentile of the training scans)")
     p.add_argument("--sphere-mm", type=float, default=0.0,
                    help="sampling sphere diameter in mm (default: 75th percentile)")
+    p.add_argument("--min-pixel-mm", type=float, default=defaults.sampling.min_pixel_spacing_mm,
+                   help="floor on the pixel spacing in mm: a measured dim is lowered until its "
+                        "pixels are at least this large (default %(default)s; 0: the paper's "
+                        "rule, pixels as fine as the training scans' voxels)")
     p.add_argument("--weight-map", action="store_true",
                    help="weight the loss by the distance weight map (off for pre-training on "
                         "coarse labels, as the paper; finetune has it on)")
@@ -361,7 +365,8 @@ def _run_train(args: argparse.Namespace) -> None:
         defaults,
         views=dataclasses.replace(defaults.views, n_views=args.views),
         sampling=dataclasses.replace(defaults.sampling, dim=args.dim,
-                                     sphere_diameter_mm=args.sphere_mm),
+                                     sphere_diameter_mm=args.sphere_mm,
+                                     min_pixel_spacing_mm=args.min_pixel_mm),
         model=dataclasses.replace(defaults.model, base_width=args.base_width, depth=args.depth,
                                   architecture=args.architecture, patch_vox=args.patch_vox),
         train=_train_settings(args, defaults.train),

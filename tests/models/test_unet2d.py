@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from hipseg.models.unet2d import UNet2D, fused_for_inference
+from hipseg.models.unet2d import UNet2D, flops_per_pixel, fused_for_inference
 
 
 def test_folded_batch_norms_give_the_same_logits():
@@ -30,3 +30,15 @@ def test_folded_batch_norms_give_the_same_logits():
 def test_folding_a_training_network_is_refused():
     with pytest.raises(ValueError, match="eval mode"):
         fused_for_inference(UNet2D(1, 2, base_width=4, depth=1))
+
+
+def test_flops_per_pixel_of_one_convolution_is_counted_by_hand():
+    conv = torch.nn.Conv2d(1, 4, 3, padding=1)
+    assert flops_per_pixel(conv) == 2 * 1 * 4 * 3 * 3  # 2 FLOPs per multiply-add
+
+
+def test_unet_flops_grow_linearly_with_the_pixels():
+    network = UNet2D(in_channels=1, n_classes=3, base_width=4, depth=2).eval()
+    assert flops_per_pixel(network, 32) == pytest.approx(flops_per_pixel(network, 64))
+    wider = UNet2D(in_channels=1, n_classes=3, base_width=8, depth=2).eval()
+    assert 3.5 < flops_per_pixel(wider) / flops_per_pixel(network) < 4.1  # width^2

@@ -10,7 +10,7 @@ import torch
 from hipseg.core.config import HipsegConfig, SamplingConfig
 from hipseg.core.volume import Volume
 from hipseg.views.directions import view_directions
-from hipseg.workflows.data import PlaneSampler, TrainingScan, measure_plane_size
+from hipseg.workflows.data import PlaneSampler, TrainingScan, coarsen_dim, measure_plane_size
 from hipseg.workflows.train import complete_geometry
 from synthetic import oblique_affine
 
@@ -45,7 +45,8 @@ def test_plane_size_is_the_75th_percentile_over_axes_and_scans(rng):
     scans[1] = TrainingScan("b", scans[1].image, scans[1].labels, scans[1].affine, (40, 7, 9),
                             np.array([100.0, 20.0, 30.0]), scans[1].center_mm, 1.0,
                             np.zeros((0, 3)))
-    dim, diameter = measure_plane_size(scans, 75.0, 16)
+    dim, diameter = measure_plane_size([s.shape for s in scans], [s.extent_mm for s in scans],
+                                       75.0, 16)
     counts = sorted([14, 12, 10, 40, 7, 9])  # 75th percentile by linear interpolation: 13.5
     assert dim == 16 and np.percentile(counts, 75) == 13.5
     extents = np.concatenate([scans[0].extent_mm, [100.0, 20.0, 30.0]])
@@ -56,6 +57,29 @@ def test_set_plane_size_overrides_the_measured_one(rng):
     config = dataclasses.replace(HipsegConfig(), sampling=SamplingConfig(dim=32))
     completed = complete_geometry(config, [_scan(rng, weights=False)], 16)
     assert completed.sampling.dim == 32
+    scan = _scan(rng, weights=False)
     assert completed.sampling.sphere_diameter_mm == measure_plane_size(
-        [_scan(rng, weights=False)], 75.0, 16)[1]
+        [scan.shape], [scan.extent_mm], 75.0, 16)[1]
     assert len(completed.views.directions) == 6
+
+
+def test_coarsen_dim_keeps_the_pixels_at_least_as_large_as_the_floor():
+    assert coarsen_dim(352, 290.0, 2.0, 16) == 144  # 290 / 2 = 145 px, down to a multiple of 16
+    assert 290.0 / 144 >= 2.0 > 290.0 / 160
+    assert coarsen_dim(128, 340.0, 2.0, 16) == 128, "2.66 mm pixels are coarse enough already"
+    assert coarsen_dim(352, 290.0, 0.0, 16) == 352, "no floor: the paper's rule"
+    assert coarsen_dim(64, 20.0, 2.0, 16) == 16, "never below one multiple"
+
+
+def test_measured_plane_size_honours_the_pixel_floor_but_not_an_explicit_dim(rng):
+    scan = _scan(rng, weights=False)  # 14 x 12 x 10 voxels of 1 mm: ~1 mm pixels by the rule
+    floor = dataclasses.replace(HipsegConfig(), sampling=SamplingConfig(min_pixel_spacing_mm=0.8))
+    rule = dataclasses.replace(HipsegConfig(), sampling=SamplingConfig(min_pixel_spacing_mm=0.0))
+    coarse = dataclasses.replace(HipsegConfig(), sampling=SamplingConfig(min_pixel_spacing_mm=2.0,
+                                                                         sphere_diameter_mm=40.0))
+    explicit = dataclasses.replace(coarse, sampling=dataclasses.replace(coarse.sampling, dim=48))
+    by_rule = complete_geometry(rule, [scan], 8).sampling
+    assert complete_geometry(floor, [scan], 8).sampling.dim == by_rule.dim == 16
+    assert by_rule.pixel_spacing_mm < 2.0
+    assert complete_geometry(coarse, [scan], 8).sampling.dim == 16  # 40 mm / 2 mm = 20 -> 16
+    assert complete_geometry(explicit, [scan], 8).sampling.dim == 48

@@ -11,7 +11,7 @@ from hipseg.preprocess import preprocess_image
 from hipseg.views.grid import prediction_grid
 from hipseg.views.sampling import sample_planes
 from hipseg.workflows.model_io import load_model
-from hipseg.workflows.predict import predict_volume
+from hipseg.workflows.predict import planes_per_batch, predict_volume
 from synthetic import oblique_affine
 
 CPU = torch.device("cpu")
@@ -64,3 +64,22 @@ def test_bf16_argmax_mostly_agrees_with_float32(tiny_model_dir, rng):
     bf16 = predict_volume(model, image, progress=False, precision="bf16")
     assert np.mean(fp32.labels == bf16.labels) > 0.9
     assert np.abs(fp32.probabilities - bf16.probabilities).max() < 0.1
+
+
+def test_large_planes_go_through_the_network_in_smaller_batches():
+    assert planes_per_batch(16, 64, 64) == 16
+    assert planes_per_batch(16, 512, 512) == 4  # 2**20 pixels a batch
+    assert planes_per_batch(16, 2048, 2048) == 1, "at least one plane"
+
+
+def test_a_small_pixel_budget_changes_the_batches_not_the_result(tiny_model_dir, rng,
+                                                                 monkeypatch):
+    model = load_model(tiny_model_dir, CPU)
+    image = Volume(_ct(rng), oblique_affine())
+    whole = predict_volume(model, image, progress=False, precision="fp32")
+    seen = []
+    model.network.register_forward_hook(lambda _m, args, _out: seen.append(len(args[0])))
+    monkeypatch.setattr("hipseg.workflows.predict.MAX_BATCH_PIXELS", 1)
+    one_plane = predict_volume(model, image, progress=False, precision="fp32")
+    assert seen and set(seen) == {1}
+    np.testing.assert_allclose(one_plane.probabilities, whole.probabilities, atol=1e-5)

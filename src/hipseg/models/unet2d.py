@@ -94,3 +94,13 @@ def fused_for_inference(network: UNet2D) -> UNet2D:
             block[index] = fuse_conv_bn_eval(block[index], block[index + 1])
             block[index + 1] = nn.Identity()
     return fused
+
+
+def flops_per_pixel(network: nn.Module, side: int = 64) -> float:
+    """FLOPs (2 per multiply-add) of one forward pass per input pixel, counted by torch on a
+    ``side x side`` single-channel plane; the UNet's cost is linear in the pixel count."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    with FlopCounterMode(display=False) as counter, torch.inference_mode():
+        network(torch.zeros(1, 1, side, side, device=next(network.parameters()).device))
+    return float(counter.get_total_flops()) / side**2

@@ -19,7 +19,8 @@ from hipseg.views.sampling import sample_planes
 from hipseg.workflows.device import physical_memory_bytes
 from hipseg.workflows.weightmaps import cached_weight_map
 
-__all__ = ["PlaneSampler", "TrainingScan", "load_training_scans", "measure_plane_size"]
+__all__ = ["PlaneSampler", "TrainingScan", "coarsen_dim", "load_training_scans",
+           "measure_plane_size"]
 
 #: Foreground voxels kept per scan to aim planes at bone (a random subset is plenty).
 MAX_FOREGROUND_POINTS = 20_000
@@ -95,8 +96,16 @@ def load_training_scans(cases: list[Case], config: HipsegConfig, device: torch.d
     return scans
 
 
-def measure_plane_size(scans: list[TrainingScan], percentile: float, multiple_of: int) -> tuple[int, float]:
+def measure_plane_size(shapes: list[tuple[int, int, int]], extents_mm: list[np.ndarray],
+                       percentile: float, multiple_of: int) -> tuple[int, float]:
     """SPEC step 2: ``dim`` and sphere diameter from the training scans.
+
+    Parameters
+    ----------
+    shapes : list of (int, int, int)
+        Voxel counts of each training scan.
+    extents_mm : list of ndarray, shape (3,)
+        Physical extent of each training scan along its axes, mm.
 
     Returns
     -------
@@ -106,10 +115,21 @@ def measure_plane_size(scans: list[TrainingScan], percentile: float, multiple_of
     sphere_diameter_mm : float
         ``percentile`` of the physical extents (mm) over all axes and scans.
     """
-    counts = np.concatenate([np.asarray(s.shape, float) for s in scans])
-    extents = np.concatenate([s.extent_mm for s in scans])
+    counts = np.concatenate([np.asarray(shape, float) for shape in shapes])
+    extents = np.concatenate([np.asarray(e, float) for e in extents_mm])
     dim = multiple_of * math.ceil(float(np.percentile(counts, percentile)) / multiple_of)
     return dim, float(np.percentile(extents, percentile))
+
+
+def coarsen_dim(dim: int, sphere_diameter_mm: float, min_pixel_spacing_mm: float,
+                multiple_of: int) -> int:
+    """The largest ``dim`` (a multiple of ``multiple_of``, at most ``dim``) whose pixel spacing
+    ``sphere_diameter_mm / dim`` is at least ``min_pixel_spacing_mm``; ``dim`` unchanged when
+    its spacing is coarse enough already or the floor is 0."""
+    if min_pixel_spacing_mm <= 0 or sphere_diameter_mm / dim >= min_pixel_spacing_mm:
+        return dim
+    steps = math.floor(sphere_diameter_mm / (min_pixel_spacing_mm * multiple_of))
+    return multiple_of * max(1, steps)
 
 
 class PlaneSampler:

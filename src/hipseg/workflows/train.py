@@ -27,7 +27,12 @@ from hipseg.core.errors import HipsegError, InputError
 from hipseg.io import Case
 from hipseg.models.checkpoint import load_state_dict, save_state_dict
 from hipseg.views.directions import view_directions
-from hipseg.workflows.data import PlaneSampler, load_training_scans, measure_plane_size
+from hipseg.workflows.data import (
+    PlaneSampler,
+    coarsen_dim,
+    load_training_scans,
+    measure_plane_size,
+)
 from hipseg.workflows.device import training_precision
 from hipseg.workflows.distributed import (
     DistributedRun,
@@ -151,7 +156,9 @@ def complete_geometry(config: HipsegConfig, scans: list, multiple_of: int) -> Hi
     """Fill in what is unset: view directions (from ``views.seed``) and the plane size.
 
     ``dim`` and the sphere diameter not set in ``config`` are measured on the training scans
-    (``sampling.percentile``, 75 by default, SPEC step 2); a set value is kept (an override).
+    (``sampling.percentile``, 75 by default, SPEC step 2); a measured ``dim`` is then lowered
+    until the pixel spacing is at least ``sampling.min_pixel_spacing_mm``. A set value is kept
+    (an override).
     """
     views, sampling = config.views, config.sampling
     if not views.directions:
@@ -159,10 +166,13 @@ def complete_geometry(config: HipsegConfig, scans: list, multiple_of: int) -> Hi
                                      np.random.default_rng(views.seed))
         views = dataclasses.replace(views, directions=tuple(tuple(float(c) for c in d) for d in directions))
     if sampling.dim <= 0 or sampling.sphere_diameter_mm <= 0:
-        dim, diameter = measure_plane_size(scans, sampling.percentile, multiple_of)
+        dim, diameter = measure_plane_size([s.shape for s in scans], [s.extent_mm for s in scans],
+                                           sampling.percentile, multiple_of)
+        diameter = sampling.sphere_diameter_mm if sampling.sphere_diameter_mm > 0 else diameter
+        if sampling.dim <= 0:
+            dim = coarsen_dim(dim, diameter, sampling.min_pixel_spacing_mm, multiple_of)
         sampling = dataclasses.replace(sampling, dim=sampling.dim if sampling.dim > 0 else dim,
-                                       sphere_diameter_mm=sampling.sphere_diameter_mm
-                                       if sampling.sphere_diameter_mm > 0 else diameter)
+                                       sphere_diameter_mm=diameter)
     if sampling.dim % multiple_of:
         raise HipsegError(f"sampling.dim {sampling.dim} must be a multiple of {multiple_of}")
     if config.model.architecture == "unet3d" and config.model.patch_vox % multiple_of:
