@@ -69,8 +69,8 @@ class SamplingConfig:
     is cut off.
 
     Why a floor: the network's cost grows with the inverse cube of the pixel spacing. On a
-    0.78 mm CT the paper's rule gives ~0.8 mm pixels and about 8 minutes per scan on a 2-core
-    CPU; at the floor it is ~2.4x coarser per axis, under 90 s (docs/performance.md). The
+    0.78 mm CT the paper's rule gives 0.82 mm pixels and about 7 minutes per scan on a 2-core
+    CPU; at the floor (2.4x coarser per axis) about a minute (docs/performance.md). The
     label map is still made on the scan's own grid, from interpolated probabilities.
     """
 

@@ -57,9 +57,8 @@ class Prediction:
 #: :func:`hipseg.views.grid.stack_window` and ``docs/performance.md`` for the agreement measured.
 DEFAULT_CONTEXT_PX = 32
 
-#: Pixels per network batch at most: bounds the activations (about 0.5 GiB for the default
-#: network in float32), which on large planes at fine pixels would otherwise pass the scan's
-#: own arrays (4.4 GiB peak on a 415 x 244 x 266 CT at 0.8 mm pixels with 16 planes a batch).
+#: Pixels per network batch at most: the activations grow with a batch's pixels, and 16 planes
+#: of ~400 x 400 px (a 415 x 244 x 266 CT at 0.8 mm pixels) helped that scan to a 4.4 GiB peak.
 MAX_BATCH_PIXELS = 2**20
 
 
