@@ -34,6 +34,8 @@ def _mean_std(evaluation: Evaluation, column: str, digits: int) -> str:
     values = np.array([row[column] for row in evaluation.rows], float)
     finite = values[np.isfinite(values)]
     missing = "" if len(finite) == len(values) else f" ({len(values) - len(finite)} inf)"
+    if not len(finite):
+        return f"n/a{missing}"
     return f"{finite.mean():.{digits}f} ± {finite.std():.{digits}f}{missing}"
 
 
