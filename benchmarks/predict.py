@@ -50,13 +50,17 @@ from hipseg.phantom import PhantomSettings, make_procedural_case
 from hipseg.postprocess import enforce_min_gap, symmetric_components_with_report
 from hipseg.preprocess import preprocess_image
 from hipseg.views.directions import view_directions
-from hipseg.views.grid import prediction_grid, stack_window
 from hipseg.views.sampling import sample_planes, stack_coordinates
 from hipseg.weights import distance_weight_map
 from hipseg.workflows.data import coarsen_dim, measure_plane_size
 from hipseg.workflows.device import autocast_dtype, set_threads
 from hipseg.workflows.model_io import LoadedModel, build_network, load_model, save_model
-from hipseg.workflows.predict import DEFAULT_CONTEXT_PX, predict_stack, predict_volume
+from hipseg.workflows.predict import (
+    DEFAULT_CONTEXT_PX,
+    predict_stack,
+    predict_volume,
+    view_geometry,
+)
 
 WORK_SHAPE = (415, 244, 266)
 WORK_SPACING_MM = (0.78, 0.77, 0.96)
@@ -188,24 +192,9 @@ def baseline_weight_map(labels: np.ndarray, w0: float = 20.0, sigma: float = 5.0
     return 1.0 + w0 * np.exp(-(distances[0] + distances[1]) ** 2 / (2 * sigma**2))
 
 
-def view_windows(model: LoadedModel, image: Volume) -> tuple[list, list, list]:
-    """Each view's grid, cropped window and stack-to-voxel matrix, as ``predict_volume``."""
-    grids, windows, to_voxels = [], [], []
-    multiple = model.network.size_multiple
-    for direction in np.asarray(model.config.views.directions):
-        grid = prediction_grid(direction, image.center_mm, image.extent_mm,
-                               model.config.sampling.pixel_spacing_mm, multiple)
-        window = stack_window(grid, image.affine, image.shape, context_px=DEFAULT_CONTEXT_PX,
-                              multiple_of=multiple)
-        grids.append(grid)
-        windows.append(window)
-        to_voxels.append(grid.stack_to_voxel(image.affine) @ window.shift())
-    return grids, windows, to_voxels
-
-
 def stack_pixels(model: LoadedModel, image: Volume) -> int:
     """Pixels the network sees on ``image``, all views together."""
-    return sum(w.n_planes * w.n_rows * w.n_cols for w in view_windows(model, image)[1])
+    return sum(w.n_planes * w.n_rows * w.n_cols for _, w, _ in view_geometry(model, image))
 
 
 def stage_table(model_dir: Path, image_path: Path, labels_path: Path,
@@ -220,8 +209,8 @@ def stage_table(model_dir: Path, image_path: Path, labels_path: Path,
     rows.append(("pre-process", t, None, mem, ""))
     volume = torch.from_numpy(scaled)[None]
     fill = float(scaled.min())
-    grids, windows, to_voxels = view_windows(model, image)
-    n_pixels = stack_pixels(model, image)
+    grids, windows, to_voxels = map(list, zip(*view_geometry(model, image)))
+    n_pixels = sum(w.n_planes * w.n_rows * w.n_cols for w in windows)
     full_pixels = sum(g.n_planes * g.dim**2 for g in grids)
 
     def slice_all() -> None:

@@ -20,7 +20,7 @@ from hipseg.io import case_id, image_format, output_suffix, read_image, write_im
 from hipseg.models.unet2d import fused_for_inference
 from hipseg.postprocess import enforce_min_gap, symmetric_components_with_report
 from hipseg.preprocess import preprocess_image
-from hipseg.views.grid import StackWindow, prediction_grid, stack_window
+from hipseg.views.grid import StackWindow, ViewGrid, prediction_grid, stack_window
 from hipseg.views.sampling import sample_planes
 from hipseg.workflows.device import autocast_dtype, physical_memory_bytes
 from hipseg.workflows.model_io import LoadedModel
@@ -76,6 +76,22 @@ def estimate_prediction_bytes(shape: tuple[int, int, int], n_classes: int,
     return voxels * per_voxel + 4 * n_classes * (stack_dim + 2) ** 3
 
 
+def view_geometry(model: LoadedModel, image: Volume, context_px: int | None = DEFAULT_CONTEXT_PX
+                  ) -> list[tuple[ViewGrid, StackWindow, np.ndarray]]:
+    """Per view of ``model``: its plane grid over ``image``, the window of that stack the
+    network runs on (``context_px`` as :func:`hipseg.views.grid.stack_window`), and the
+    ``(4, 4)`` matrix from that window's stack index to voxel index."""
+    multiple = model.network.size_multiple
+    geometry = []
+    for direction in np.asarray(model.config.views.directions):
+        grid = prediction_grid(direction, image.center_mm, image.extent_mm,
+                               model.config.sampling.pixel_spacing_mm, multiple)
+        window = stack_window(grid, image.affine, image.shape, context_px=context_px,
+                              multiple_of=multiple)
+        geometry.append((grid, window, grid.stack_to_voxel(image.affine) @ window.shift()))
+    return geometry
+
+
 def predict_volume(model: LoadedModel, image: Volume, *, batch_size: int = 16,
                    max_memory_bytes: int | None = None, progress: bool = True,
                    precision: str = "auto", context_px: int | None = DEFAULT_CONTEXT_PX
@@ -124,12 +140,7 @@ def predict_volume(model: LoadedModel, image: Volume, *, batch_size: int = 16,
     dtype = autocast_dtype(device, precision)
     aggregator = ViewAggregator(config.labels.n_classes, image.shape, device=device)
     directions = np.asarray(config.views.directions)
-    for view, direction in enumerate(directions):
-        grid = prediction_grid(direction, image.center_mm, image.extent_mm,
-                               config.sampling.pixel_spacing_mm, network.size_multiple)
-        window = stack_window(grid, image.affine, image.shape, context_px=context_px,
-                              multiple_of=network.size_multiple)
-        to_voxel = grid.stack_to_voxel(image.affine) @ window.shift()
+    for view, (_, window, to_voxel) in enumerate(view_geometry(model, image, context_px)):
         stack = predict_stack(fast, volume, to_voxel, window, fill_value=fill_value,
                               batch_size=batch_size, autocast=dtype,
                               progress_desc=f"view {view + 1}/{len(directions)}" if progress
