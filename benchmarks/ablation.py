@@ -194,7 +194,7 @@ def score(model_dir: Path, test_cases: list[Case], device: torch.device) -> list
     return rows
 
 
-def _mean_std(values: list[float], digits: int) -> str:
+def mean_std(values: list[float], digits: int) -> str:
     finite = [v for v in values if math.isfinite(v)]
     if not finite:
         return "n/a"
@@ -210,11 +210,11 @@ def format_table(results: dict[tuple[str, int], list[dict]], reference_collision
     for n in (2, 4):
         for variant in VARIANTS:
             rows = results[variant, n]
-            cells = [_mean_std([r[m] for r in rows], d)
+            cells = [mean_std([r[m] for r in rows], d)
                      for m, d in zip(METRICS, (4, 4, 1, 1, 0))]
             lines.append(f"| {variant} | {n} | " + " | ".join(cells) + " |")
     lines.append(f"| reference labels | - | 1 | 1 | 0 | 0 | "
-                 f"{_mean_std([float(c) for c in reference_collisions], 0)} |")
+                 f"{mean_std([float(c) for c in reference_collisions], 0)} |")
     return "\n".join(lines)
 
 

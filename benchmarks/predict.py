@@ -25,7 +25,6 @@ import dataclasses
 import os
 import resource
 import statistics
-import subprocess
 import sys
 import tempfile
 import threading
@@ -37,6 +36,7 @@ from typing import Self
 import nibabel as nib
 import numpy as np
 import torch
+from measure import run_measured
 from scipy import ndimage
 from scipy.interpolate import RegularGridInterpolator
 
@@ -48,7 +48,7 @@ from hipseg.io import read_image, write_labels
 from hipseg.models.unet2d import flops_per_pixel, fused_for_inference
 from hipseg.phantom import PhantomSettings, make_procedural_case
 from hipseg.postprocess import enforce_min_gap, symmetric_components_with_report
-from hipseg.preprocess import preprocess_image
+from hipseg.preprocess import network_input
 from hipseg.views.directions import view_directions
 from hipseg.views.sampling import sample_planes, stack_coordinates
 from hipseg.weights import distance_weight_map
@@ -205,10 +205,13 @@ def stage_table(model_dir: Path, image_path: Path, labels_path: Path,
     config, network = model.config, model.network
     t, mem, image = timed(lambda: read_image(image_path))
     rows.append(("read NIfTI", t, None, mem, ""))
-    t, mem, scaled = timed(lambda: preprocess_image(image.data, config.preprocess.clip_below_hu))
+    t, mem, (channels, fills) = timed(lambda: network_input(
+        image.data, image.affine, clip_below_hu=config.preprocess.clip_below_hu,
+        lateral_channel=config.model.lateral_channel))
     rows.append(("pre-process", t, None, mem, ""))
-    volume = torch.from_numpy(scaled)[None]
-    fill = float(scaled.min())
+    volume = torch.from_numpy(channels)
+    fill = tuple(fills.tolist())
+    scaled = channels[0]
     grids, windows, to_voxels = map(list, zip(*view_geometry(model, image)))
     n_pixels = sum(w.n_planes * w.n_rows * w.n_cols for w in windows)
     full_pixels = sum(g.n_planes * g.dim**2 for g in grids)
@@ -223,7 +226,7 @@ def stage_table(model_dir: Path, image_path: Path, labels_path: Path,
     t, mem, _ = timed(slice_all)
     w0, tv0 = windows[3], to_voxels[3]
     subset = np.arange(w0.n_planes // 2, w0.n_planes // 2 + 4, dtype=float)
-    t_base, _, _ = timed(lambda: rgi_planes(scaled, tv0, subset, w0.n_rows, w0.n_cols, fill))
+    t_base, _, _ = timed(lambda: rgi_planes(scaled, tv0, subset, w0.n_rows, w0.n_cols, fill[0]))
     per_pixel = t_base / (len(subset) * w0.n_rows * w0.n_cols)
     rows.append(("slicing, all views", t, per_pixel * n_pixels, mem,
                  f"RegularGridInterpolator on 4 planes, scaled to {n_pixels / 1e6:.0f} M px"))
@@ -306,16 +309,16 @@ def stage_table(model_dir: Path, image_path: Path, labels_path: Path,
 def end_to_end(model_dir: Path, image_path: Path, threads: int,
                repeats: int) -> tuple[list[float], float]:
     """Wall seconds of each of ``repeats`` runs of ``hipseg predict``, each in a fresh process,
-    and the largest peak GiB among them."""
-    seconds = []
+    and the largest peak GiB among exactly those processes."""
+    seconds, peaks = [], []
     for _ in range(repeats):
         out = Path(tempfile.mkdtemp(prefix="hipseg-bench-e2e-"))
         command = [sys.executable, "-m", "hipseg", "predict", str(model_dir), str(image_path),
                    "--out", str(out), "--threads", str(threads), "--no-progress"]
-        started = time.perf_counter()
-        subprocess.run(command, check=True, capture_output=True)
-        seconds.append(time.perf_counter() - started)
-    return seconds, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 2**20
+        wall, peak = run_measured(command)
+        seconds.append(wall)
+        peaks.append(peak)
+    return seconds, max(peaks)
 
 
 def main() -> None:

@@ -24,6 +24,7 @@ from hipseg.core.config import (
 )
 from hipseg.core.errors import HipsegError, InputError
 from hipseg.core.labels import LabelTable
+from hipseg.phantom.from_labels import LabelPhantomSettings
 
 if TYPE_CHECKING:
     from hipseg.workflows.distributed import DistributedRun
@@ -88,13 +89,19 @@ def _add_optimiser_options(parser: argparse.ArgumentParser, defaults: TrainConfi
     parser.add_argument("--lr", type=float, default=defaults.learning_rate,
                         help=f"Adam learning rate (default {defaults.learning_rate:g})")
     parser.add_argument("--seed", type=int, default=defaults.seed)
+    parser.add_argument("--validation", choices=("auto", "split", "planes"),
+                        default=defaults.validation,
+                        help="hold out scans for validation (split), or train on every scan and "
+                             "validate on fixed planes of them (planes); auto: planes below "
+                             f"{defaults.min_split_cases} scans (default {defaults.validation})")
     parser.add_argument("--elastic-fraction", type=float, default=AugmentConfig().fraction,
                         help="fraction of each batch elastically deformed (default 1/3; 0: off)")
 
 
 def _train_settings(args: argparse.Namespace, defaults: TrainConfig) -> TrainConfig:
     return dataclasses.replace(defaults, epochs=args.epochs, steps_per_epoch=args.steps_per_epoch,
-                               batch_size=args.batch_size, learning_rate=args.lr, seed=args.seed)
+                               batch_size=args.batch_size, learning_rate=args.lr, seed=args.seed,
+                               validation=args.validation)
 
 
 def _weight_map_config(args: argparse.Namespace, enabled: bool) -> WeightMapConfig:
@@ -144,8 +151,21 @@ def build_parser() -> argparse.ArgumentParser:
                    help="build cases from closed bone meshes (STL/OBJ, mm) in DIR")
     p.add_argument("--mirror", action="store_true",
                    help="with --from-meshes: mirror one-sided meshes to the other side")
-    p.add_argument("--spacing", type=float, nargs=3, default=(1.5, 1.5, 1.5), metavar="MM",
-                   help="with --from-meshes: voxel spacing in mm (default 1.5 1.5 1.5)")
+    p.add_argument("--from-labels", type=Path, metavar="DIR",
+                   help="build a CT for every real label map in DIR, on the map's own grid "
+                        "(--cases is ignored: one case per map, plus --variants)")
+    p.add_argument("--variants", type=int, default=0, metavar="N",
+                   help="with --from-labels: N new anatomies per map (smooth deformation, "
+                        "scaling, left/right mirroring with the side ids swapped); default 0")
+    p.add_argument("--coarse-gap-mm", type=float, default=LabelPhantomSettings.coarse_gap_mm,
+                   help="with --from-labels: coarse labels close joint spaces up to this "
+                        f"width (default {LabelPhantomSettings.coarse_gap_mm:g})")
+    p.add_argument("--merge-femoral-head-mm", type=float, default=0.0, metavar="MM",
+                   help="with --from-labels: coarse labels also give the femoral head within "
+                        "MM of the acetabulum to the hip bone, as TotalSegmentator does")
+    p.add_argument("--spacing", type=float, nargs=3, default=None, metavar="MM",
+                   help="voxel spacing in mm: --from-meshes default 1.5 1.5 1.5; "
+                        "--from-labels resamples the maps (nearest) to it, default their own")
     _add_common(p)
 
     p = sub.add_parser("train", help="train a model (from scratch, or from --init to fine-tune)")
@@ -167,6 +187,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="unet2d: the multi-planar method; unet3d: 3D UNet on patches (baseline)")
     p.add_argument("--patch-vox", type=int, default=defaults.model.patch_vox,
                    help="unet3d: patch side in voxels")
+    p.add_argument("--no-lateral-channel", action="store_true",
+                   help="the CT alone as input, without the patient-side (RAS x) channel")
     p.add_argument("--dim", type=int, default=0,
                    help="plane side in pixels (default: 75th percentile of the training scans)")
     p.add_argument("--sphere-mm", type=float, default=0.0,
@@ -330,16 +352,33 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _run_phantom(args: argparse.Namespace) -> None:
-    from hipseg.workflows.phantom import write_mesh_dataset, write_procedural_dataset
+    from hipseg.workflows.phantom import (
+        write_label_dataset,
+        write_mesh_dataset,
+        write_procedural_dataset,
+    )
 
     if args.cases < 1:
         raise HipsegError("--cases must be at least 1")
-    if args.from_meshes is not None:
-        write_mesh_dataset(args.out, args.from_meshes, args.cases, args.seed,
-                           spacing_mm=args.spacing, mirror=args.mirror, progress=not args.no_progress)
+    if args.spacing is not None and min(args.spacing) <= 0:
+        raise HipsegError("--spacing must be 3 positive numbers")
+    if args.from_labels is not None and args.from_meshes is not None:
+        raise HipsegError("give --from-labels or --from-meshes, not both")
+    if args.from_labels is not None:
+        settings = LabelPhantomSettings(
+            coarse_gap_mm=args.coarse_gap_mm, merge_femoral_head_mm=args.merge_femoral_head_mm,
+            spacing_mm=None if args.spacing is None else tuple(args.spacing))
+        names = write_label_dataset(args.out, args.from_labels, args.seed,
+                                    variants=args.variants, settings=settings,
+                                    progress=not args.no_progress)
+    elif args.from_meshes is not None:
+        names = write_mesh_dataset(args.out, args.from_meshes, args.cases, args.seed,
+                                   spacing_mm=args.spacing or (1.5, 1.5, 1.5), mirror=args.mirror,
+                                   progress=not args.no_progress)
     else:
-        write_procedural_dataset(args.out, args.cases, args.seed, progress=not args.no_progress)
-    print(f"wrote {args.cases} cases to {args.out}")
+        names = write_procedural_dataset(args.out, args.cases, args.seed,
+                                         progress=not args.no_progress)
+    print(f"wrote {len(names)} cases to {args.out}")
 
 
 @contextlib.contextmanager
@@ -368,7 +407,8 @@ def _run_train(args: argparse.Namespace) -> None:
                                      sphere_diameter_mm=args.sphere_mm,
                                      min_pixel_spacing_mm=args.min_pixel_mm),
         model=dataclasses.replace(defaults.model, base_width=args.base_width, depth=args.depth,
-                                  architecture=args.architecture, patch_vox=args.patch_vox),
+                                  architecture=args.architecture, patch_vox=args.patch_vox,
+                                  lateral_channel=not args.no_lateral_channel),
         train=_train_settings(args, defaults.train),
         weight_map=_weight_map_config(args, args.weight_map),
         augment=dataclasses.replace(defaults.augment, fraction=args.elastic_fraction),

@@ -10,7 +10,14 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["preprocess_image", "robust_scale"]
+__all__ = [
+    "body_midline_x_mm",
+    "lateral_coordinate",
+    "network_input",
+    "preprocess_image",
+    "ras_x_mm",
+    "robust_scale",
+]
 
 
 def robust_scale(values: np.ndarray) -> tuple[float, float]:
@@ -53,3 +60,92 @@ def preprocess_image(image: np.ndarray, clip_below_hu: float = 0.0) -> np.ndarra
         raise ValueError(f"no intensity above {clip_below_hu:g} HU: nothing to scale by")
     median, iqr = robust_scale(tissue)
     return ((clipped - np.float32(median)) / np.float32(iqr)).astype(np.float32, copy=False)
+
+
+#: The lateral channel is RAS x relative to the body's midline divided by this (mm): a hip
+#: region spans about +-200 mm, so the channel stays within a few units, like the scaled CT.
+LATERAL_SCALE_MM = 100.0
+#: Voxels above this (HU) count as body when the midline is located: fat is about -100 HU,
+#: air and lung far below.
+BODY_THRESHOLD_HU = -300.0
+
+
+def ras_x_mm(shape: tuple[int, int, int], affine: np.ndarray) -> np.ndarray:
+    """RAS x (mm) of every voxel, shape ``shape``, float32."""
+    row = np.asarray(affine, dtype=np.float64)[0]
+    i, j, k = (np.arange(n, dtype=np.float64) for n in shape)
+    x = (i[:, None, None] * row[0] + j[None, :, None] * row[1]).astype(np.float32)
+    return x + (k[None, None, :] * row[2] + row[3]).astype(np.float32)
+
+
+def body_midline_x_mm(image_hu: np.ndarray, affine: np.ndarray,
+                      body_threshold_hu: float = BODY_THRESHOLD_HU) -> float:
+    """RAS x (mm) of the body's mid-sagittal plane: the median x of the body's voxels.
+
+    The median, not the mean, so a table or a one-sided object off the body moves it little.
+
+    Parameters
+    ----------
+    image_hu : ndarray, shape (X, Y, Z)
+        CT intensities in HU.
+    affine : ndarray, shape (4, 4)
+        Voxel-to-RAS affine, mm.
+    body_threshold_hu : float
+        Voxels above it are body.
+
+    Returns
+    -------
+    float
+        RAS x in mm; the x of the array's centre when nothing is above the threshold.
+    """
+    x_mm = ras_x_mm(np.shape(image_hu), affine)
+    body = np.asarray(image_hu) > body_threshold_hu
+    return float(np.median(x_mm[body] if body.any() else x_mm))
+
+
+def lateral_coordinate(shape: tuple[int, int, int], affine: np.ndarray,
+                       midline_x_mm: float) -> np.ndarray:
+    """The patient-side channel: ``(RAS x - midline_x_mm) / LATERAL_SCALE_MM`` at every voxel.
+
+    Positive on the patient's right (RAS +x), whatever the array's orientation: a plane cut
+    through one femur alone tells the network which femur it is.
+
+    Returns
+    -------
+    ndarray, shape ``shape``, float32
+    """
+    x_mm = ras_x_mm(shape, affine)
+    x_mm -= np.float32(midline_x_mm)
+    x_mm /= np.float32(LATERAL_SCALE_MM)
+    return x_mm
+
+
+def network_input(image_hu: np.ndarray, affine: np.ndarray, *, clip_below_hu: float = 0.0,
+                  lateral_channel: bool = True) -> tuple[np.ndarray, np.ndarray]:
+    """The channels the network reads, on the scan's grid, and their values outside the scan.
+
+    Parameters
+    ----------
+    image_hu : ndarray, shape (X, Y, Z)
+        CT intensities in HU.
+    affine : ndarray, shape (4, 4)
+        Voxel-to-RAS affine, mm.
+    clip_below_hu : float
+        As :func:`preprocess_image`.
+    lateral_channel : bool
+        Add :func:`lateral_coordinate` about :func:`body_midline_x_mm` as a second channel.
+
+    Returns
+    -------
+    channels : ndarray, shape (C, X, Y, Z), float32
+        ``C`` is 1 (scaled CT) or 2 (scaled CT, lateral coordinate).
+    fill_values : ndarray, shape (C,), float64
+        Per channel, the value of points outside the scan: the scaled CT's minimum (air) and
+        0 (the midline) for the lateral channel.
+    """
+    scaled = preprocess_image(image_hu, clip_below_hu)
+    if not lateral_channel:
+        return scaled[None], np.array([float(scaled.min())])
+    midline = body_midline_x_mm(image_hu, affine)
+    lateral = lateral_coordinate(scaled.shape, affine, midline)
+    return np.stack([scaled, lateral]), np.array([float(scaled.min()), 0.0])

@@ -7,8 +7,14 @@ import dataclasses
 import pytest
 import yaml
 
-from hipseg.core.config import HipsegConfig, config_to_dict, load_config, save_config
-from hipseg.core.errors import InputError
+from hipseg.core.config import (
+    HipsegConfig,
+    TrainConfig,
+    config_to_dict,
+    load_config,
+    save_config,
+)
+from hipseg.core.errors import ConfigError, InputError
 from hipseg.core.labels import DEFAULT_LABELS, LabelTable
 
 
@@ -50,3 +56,13 @@ def test_default_label_table_matches_the_paper():
     assert DEFAULT_LABELS.symmetric_pairs == ((1, 2), (3, 4))
     with pytest.raises(ValueError):
         LabelTable(names=("background", "a"), symmetric_pairs=((1, 1),))
+
+
+def test_validation_mode_is_checked_and_auto_keeps_few_scans_for_training():
+    with pytest.raises(ConfigError, match="train.validation"):
+        TrainConfig(validation="holdout")
+    auto = TrainConfig()
+    assert auto.validates_on_planes(2) and auto.validates_on_planes(4)
+    assert not auto.validates_on_planes(5)
+    assert not TrainConfig(validation="split").validates_on_planes(2)
+    assert TrainConfig(validation="planes").validates_on_planes(40)

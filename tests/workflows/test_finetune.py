@@ -115,3 +115,28 @@ def test_weighted_cross_entropy_multiplies_before_the_mean():
     expected = (per_pixel * weights).mean()
     torch.testing.assert_close(train_module.weighted_cross_entropy(logits, labels, weights),
                                expected)
+
+
+@pytest.mark.parametrize(("validation", "n_trained"), [("auto", 2), ("planes", 2), ("split", 1)])
+def test_two_accurate_scans_are_both_trained_on_unless_split(data, tiny_model_dir, tmp_path,
+                                                            monkeypatch, validation, n_trained):
+    loaded = []
+    real_loader = train_module.load_training_scans
+
+    def recording_loader(cases, *args, **kwargs):
+        loaded.append([case.case_id for case in cases])
+        return real_loader(cases, *args, **kwargs)
+
+    def first_step(network, optimizer, batch, amp=None):
+        raise _Stop
+
+    monkeypatch.setattr(train_module, "load_training_scans", recording_loader)
+    monkeypatch.setattr(train_module, "train_step", first_step)
+    config = dataclasses.replace(HipsegConfig(), train=dataclasses.replace(
+        FINETUNE_TRAIN, batch_size=2, val_planes=4, validation=validation))
+    with pytest.raises(_Stop):
+        finetune(tiny_model_dir, find_cases(data / "images", data / "labels"), config,
+                 tmp_path / "ft", device=torch.device("cpu"), progress=False)
+    assert len(loaded[0]) == n_trained
+    # split: the held-out scan is loaded separately for validation; planes: no second load
+    assert len(loaded) == (2 if validation == "split" else 1)

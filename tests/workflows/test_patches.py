@@ -10,7 +10,7 @@ import torch
 
 from hipseg.core.config import HipsegConfig, ModelConfig
 from hipseg.core.volume import Volume
-from hipseg.preprocess import preprocess_image
+from hipseg.preprocess import network_input
 from hipseg.workflows.model_io import build_network, load_model, save_model
 from hipseg.workflows.patches import crop_patch, window_starts
 from hipseg.workflows.predict import predict_volume
@@ -64,7 +64,8 @@ def test_sliding_window_equals_one_patch_on_a_small_scan(unet3d_model_dir, rng):
     data = rng.normal(300, 200, size=(8, 8, 8)).astype(np.float32)
     image = Volume(data, np.eye(4))
     with torch.no_grad():
-        direct = torch.softmax(model.network(torch.from_numpy(
-            preprocess_image(data, 0.0))[None, None]), 1)[0].numpy()
+        channels, _ = network_input(data, image.affine, clip_below_hu=0.0,
+                                    lateral_channel=model.config.model.lateral_channel)
+        direct = torch.softmax(model.network(torch.from_numpy(channels)[None]), 1)[0].numpy()
     np.testing.assert_allclose(predict_probabilities_3d(model, image, progress=False), direct,
                                atol=1e-6)

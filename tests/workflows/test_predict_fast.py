@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 
 from hipseg.core.volume import Volume
-from hipseg.preprocess import preprocess_image
+from hipseg.preprocess import network_input
 from hipseg.views.grid import prediction_grid
 from hipseg.views.sampling import sample_planes
 from hipseg.workflows.model_io import load_model
@@ -26,14 +26,17 @@ def _ct(rng, shape=(18, 14, 12)):
 def reference_probabilities(model, image: Volume) -> np.ndarray:
     """Every plane of every whole view in float32, 3D grid_sample back, summed, normalised."""
     config, network = model.config, model.network
-    scaled = torch.from_numpy(preprocess_image(image.data, config.preprocess.clip_below_hu))[None]
+    channels, fills = network_input(image.data, image.affine,
+                                    clip_below_hu=config.preprocess.clip_below_hu,
+                                    lateral_channel=config.model.lateral_channel)
+    scaled = torch.from_numpy(channels)
     total = torch.zeros((config.labels.n_classes, *image.shape))
     for direction in np.asarray(config.views.directions):
         grid = prediction_grid(direction, image.center_mm, image.extent_mm,
                                config.sampling.pixel_spacing_mm, network.size_multiple)
         to_voxel = grid.stack_to_voxel(image.affine)
         planes = sample_planes(scaled, to_voxel, torch.arange(grid.n_planes).float(), grid.dim,
-                               fill_value=float(scaled.min()))
+                               fill_value=tuple(fills.tolist()))
         with torch.no_grad():
             stack = torch.softmax(network(planes), dim=1).permute(1, 0, 2, 3)
         # Independent of the package's mapping: stack index of every voxel, 3D grid_sample.
@@ -51,7 +54,8 @@ def test_fast_path_equals_the_reference_in_float32(tiny_model_dir, rng):
     image = Volume(_ct(rng), oblique_affine())
     fast = predict_volume(model, image, progress=False, precision="fp32", context_px=None)
     reference = reference_probabilities(model, image)
-    assert np.ptp(reference, axis=(1, 2, 3)).max() > 0.01  # the network's output varies
+    # the output varies by far more than the tolerance below, so the comparison means something
+    assert np.ptp(reference, axis=(1, 2, 3)).max() > 50 * 1e-4
     np.testing.assert_allclose(fast.probabilities, reference, atol=1e-4)
     np.testing.assert_array_equal(fast.labels, fast.probabilities.argmax(0))
 

@@ -94,6 +94,11 @@ class ModelConfig:
     ``architecture`` is ``"unet2d"`` (the method: multi-planar 2D UNet) or ``"unet3d"`` (the
     ablation's baseline: a 3D UNet on cubic patches of ``patch_vox`` voxels of the scan's grid,
     predicted by a sliding window).
+
+    ``lateral_channel`` adds a second input channel, the RAS x of each pixel relative to the
+    body's midline (:func:`hipseg.preprocess.network_input`). Without it a plane through one
+    femur looks the same on either side, and the network confuses left and right on real
+    anatomy (docs/accuracy.md).
     """
 
     base_width: int = 16
@@ -101,6 +106,12 @@ class ModelConfig:
     kernel_size: int = 3
     architecture: str = "unet2d"
     patch_vox: int = 48
+    lateral_channel: bool = True
+
+    @property
+    def in_channels(self) -> int:
+        """Input channels of the network: the scaled CT, and the lateral coordinate if on."""
+        return 2 if self.lateral_channel else 1
 
 
 @dataclass(frozen=True)
@@ -136,7 +147,14 @@ class AugmentConfig:
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """Optimisation settings (SPEC step 6 defaults where the paper gives them)."""
+    """Optimisation settings (SPEC step 6 defaults where the paper gives them).
+
+    ``validation`` says where the signal for the lr schedule and early stopping comes from:
+    ``"split"`` holds out ``val_fraction`` of the scans; ``"planes"`` trains on every scan and
+    validates on ``val_planes`` fixed planes of them (drawn once from their own seed, never
+    augmented); ``"auto"`` takes ``"planes"`` below ``min_split_cases`` scans, where holding
+    one out would take a large share of the few accurate scans away (2 scans: half).
+    """
 
     epochs: int = 40
     steps_per_epoch: int = 50
@@ -147,7 +165,18 @@ class TrainConfig:
     early_stop_patience: int = 5
     val_fraction: float = 0.2
     val_planes: int = 40
+    validation: str = "auto"
+    min_split_cases: int = 5
     seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.validation not in ("auto", "split", "planes"):
+            raise ConfigError(f"train.validation: {self.validation!r} is not auto, split or planes")
+
+    def validates_on_planes(self, n_cases: int) -> bool:
+        """Whether ``n_cases`` training scans are validated on their own planes (no split)."""
+        return self.validation == "planes" or (
+            self.validation == "auto" and n_cases < self.min_split_cases)
 
 
 #: The paper's fine-tuning settings (SPEC step 6): Adam, lr 1e-5, batch 10, at most 40 epochs,

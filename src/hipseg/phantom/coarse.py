@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage
 
-__all__ = ["enforce_gaps", "fill_joint_spaces", "nearest_two_bones"]
+__all__ = ["FEMUR_HIP_PAIRS", "enforce_gaps", "fill_joint_spaces", "merge_femoral_heads",
+           "nearest_two_bones"]
 
 
 def _check_labels(labels: np.ndarray) -> np.ndarray:
@@ -147,4 +148,47 @@ def enforce_gaps(labels: np.ndarray) -> np.ndarray:
             continue
         near_lower = ndimage.binary_dilation(lower, structure=cube)
         sub[(sub == class_id) & near_lower] = 0
+    return out
+
+
+#: Femur and hip bone ids of one side in the default label table (right, left).
+FEMUR_HIP_PAIRS: tuple[tuple[int, int], ...] = ((1, 3), (2, 4))
+
+
+def merge_femoral_heads(labels: np.ndarray, spacing_mm: np.ndarray, reach_mm: float = 15.0,
+                        femur_hip_pairs: tuple[tuple[int, int], ...] = FEMUR_HIP_PAIRS
+                        ) -> np.ndarray:
+    """Give the femoral head's part next to the acetabulum to the hip bone.
+
+    Coarse public labels (TotalSegmentator's among them) often draw the top of the femoral
+    head as part of the hip bone. Every femur voxel within ``reach_mm`` of its own side's hip
+    bone becomes hip bone.
+
+    Parameters
+    ----------
+    labels : ndarray, shape (X, Y, Z), integer
+    spacing_mm : array-like, shape (3,)
+    reach_mm : float
+        How deep into the head (from the acetabulum) the hip bone reaches, mm.
+    femur_hip_pairs : tuple of (int, int)
+        ``(femur id, hip id)`` of each side.
+
+    Returns
+    -------
+    ndarray, shape (X, Y, Z), same dtype as ``labels``
+        Only femur voxels change, and only to their side's hip id.
+    """
+    labels = _check_labels(labels)
+    spacing = _check_spacing(spacing_mm)
+    out = labels.copy()
+    margin = np.ceil(reach_mm / spacing).astype(int) + 1
+    for femur, hip in femur_hip_pairs:
+        boxes = ndimage.find_objects((labels == femur).astype(np.uint8))
+        if not boxes or not (labels == hip).any():
+            continue
+        box = tuple(slice(max(s.start - m, 0), min(s.stop + m, n))
+                    for s, m, n in zip(boxes[0], margin, labels.shape, strict=True))
+        sub = labels[box]
+        distance = ndimage.distance_transform_edt(sub != hip, sampling=spacing)
+        out[box][(sub == femur) & (distance <= reach_mm)] = hip
     return out

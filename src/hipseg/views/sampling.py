@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-__all__ = ["normalise_for_grid_sample", "sample_planes", "stack_coordinates"]
+__all__ = ["inside_weight", "normalise_for_grid_sample", "sample_planes", "stack_coordinates"]
 
 
 def stack_coordinates(
@@ -50,6 +52,29 @@ def normalise_for_grid_sample(coords: torch.Tensor, shape: tuple[int, int, int])
     return (2.0 * coords / sizes - 1.0).flip(-1)
 
 
+def inside_weight(coords: torch.Tensor, shape: tuple[int, int, int], mode: str) -> torch.Tensor:
+    """Share of each point's interpolation weight that falls on voxels inside the volume.
+
+    Parameters
+    ----------
+    coords : Tensor, shape (..., 3)
+        Voxel index coordinates.
+    shape : (int, int, int)
+    mode : {"bilinear", "nearest"}
+
+    Returns
+    -------
+    Tensor, shape (...), in [0, 1]: 1 inside ``[0, n - 1]`` on every axis, falling linearly to 0
+    one voxel outside (trilinear), or 1 where the nearest voxel exists (nearest).
+    """
+    sizes = torch.tensor(shape, dtype=coords.dtype, device=coords.device)
+    if mode == "nearest":
+        inside = (coords >= -0.5) & (coords < sizes - 0.5)
+        return inside.all(dim=-1).to(coords.dtype)
+    per_axis = torch.minimum(coords + 1.0, sizes - coords).clamp(0.0, 1.0)
+    return per_axis.prod(dim=-1)
+
+
 def sample_planes(
     volume: torch.Tensor,
     stack_to_voxel: np.ndarray,
@@ -57,7 +82,7 @@ def sample_planes(
     dim: int | tuple[int, int],
     *,
     mode: str = "bilinear",
-    fill_value: float = 0.0,
+    fill_value: float | Sequence[float] = 0.0,
 ) -> torch.Tensor:
     """Cut planes of a view's stack out of a volume.
 
@@ -73,8 +98,8 @@ def sample_planes(
         Pixels per plane side, or ``(rows, cols)`` of a rectangular plane.
     mode : {"bilinear", "nearest"}
         ``"bilinear"`` on a volume is trilinear interpolation (images); ``"nearest"`` for labels.
-    fill_value : float
-        Value of points outside the volume.
+    fill_value : float or sequence of C floats
+        Value of points outside the volume: one for all channels, or one per channel.
 
     Returns
     -------
@@ -83,10 +108,14 @@ def sample_planes(
     rows, cols = (dim, dim) if isinstance(dim, int) else dim
     coords = stack_coordinates(stack_to_voxel, plane_indices.to(volume.device), rows, cols)
     grid = normalise_for_grid_sample(coords, tuple(volume.shape[1:]))
-    shifted = volume if fill_value == 0.0 else volume - fill_value
-    # Sampling (volume - fill) with zero padding, then adding fill back, pads with fill exactly.
-    out = F.grid_sample(shifted[None], grid[None].to(volume.dtype), mode=mode,
+    fill = torch.as_tensor(fill_value, dtype=volume.dtype, device=volume.device).reshape(-1)
+    if fill.numel() not in (1, volume.shape[0]):
+        raise ValueError(f"{fill.numel()} fill values for a volume of {volume.shape[0]} channels")
+    out = F.grid_sample(volume[None], grid[None].to(volume.dtype), mode=mode,
                         padding_mode="zeros", align_corners=True)[0]
-    if fill_value != 0.0:
-        out = out + fill_value
+    if bool(torch.any(fill != 0)):
+        # Zero padding gives the outside corners weight 0; adding fill times their share of the
+        # interpolation weight pads with fill exactly, without a shifted copy of the volume.
+        outside = 1.0 - inside_weight(coords, tuple(volume.shape[1:]), mode).to(volume.dtype)
+        out = out + fill.reshape(-1, 1, 1, 1) * outside[None]
     return out.permute(1, 0, 2, 3)

@@ -13,7 +13,7 @@ from tqdm import tqdm
 from hipseg.core.config import HipsegConfig
 from hipseg.core.errors import InputError
 from hipseg.io import Case, read_image, read_labels
-from hipseg.preprocess import preprocess_image
+from hipseg.preprocess import network_input
 from hipseg.views.grid import ViewGrid
 from hipseg.views.sampling import sample_planes
 from hipseg.workflows.device import physical_memory_bytes
@@ -42,7 +42,7 @@ class TrainingScan:
     shape: tuple[int, int, int]
     extent_mm: np.ndarray
     center_mm: np.ndarray
-    fill_value: float
+    fill_value: tuple[float, ...]
     foreground_mm: np.ndarray
     weights: torch.Tensor | None = None
 
@@ -61,18 +61,20 @@ def load_training_scans(cases: list[Case], config: HipsegConfig, device: torch.d
     held = 0
     for case in tqdm(cases, desc="loading scans", disable=not progress, leave=False):
         image = read_image(case.image)
-        # image, its scaled copy, float labels (and weights), 4 bytes each, stay in memory
-        held += (16 if config.weight_map.enabled else 12) * int(np.prod(image.shape))
+        # image, its network channels, float labels (and weights), 4 bytes each, stay in memory
+        per_voxel = 4 * (2 + config.model.in_channels + config.weight_map.enabled)
+        held += per_voxel * int(np.prod(image.shape))
         if held > limit:
             raise InputError(case.image, f"the training scans up to this one need about "
                                          f"{held / 2**30:.1f} GiB in memory, more than the limit "
                                          f"of {limit / 2**30:.1f} GiB; use fewer or smaller scans")
         labels = read_labels(case.labels, config.labels, reference=image)
         try:
-            scaled = preprocess_image(image.data, config.preprocess.clip_below_hu)
+            channels, fill_values = network_input(
+                image.data, image.affine, clip_below_hu=config.preprocess.clip_below_hu,
+                lateral_channel=config.model.lateral_channel)
         except ValueError as err:
             raise InputError(case.image, str(err)) from None
-        fill_value = float(scaled.min())
         ijk = np.argwhere(labels.data > 0)
         if len(ijk) > MAX_FOREGROUND_POINTS:
             ijk = ijk[rng.choice(len(ijk), MAX_FOREGROUND_POINTS, replace=False)]
@@ -83,13 +85,13 @@ def load_training_scans(cases: list[Case], config: HipsegConfig, device: torch.d
                                                          cache_root=weight_cache))[None].to(device)
         scans.append(TrainingScan(
             case_id=case.case_id,
-            image=torch.from_numpy(scaled)[None].to(device),
+            image=torch.from_numpy(channels).to(device),
             labels=torch.from_numpy(labels.data.astype(np.float32))[None].to(device),
             affine=image.affine,
             shape=image.shape,
             extent_mm=image.extent_mm,
             center_mm=image.center_mm,
-            fill_value=fill_value,
+            fill_value=tuple(fill_values.tolist()),
             foreground_mm=foreground_mm,
             weights=weights,
         ))
@@ -159,7 +161,8 @@ class PlaneSampler:
 
         Returns
         -------
-        images : Tensor, shape (B, 1, dim, dim), float32
+        images : Tensor, shape (B, C, dim, dim), float32
+            ``C``: ``config.model.in_channels`` (scaled CT, lateral coordinate).
         labels : Tensor, shape (B, dim, dim), int64
         weights : Tensor, shape (B, dim, dim), float32
             The weight map's slice (trilinear; 1 outside the scan), or ones without a map.

@@ -21,14 +21,14 @@ WEIGHTS_NAME = "model.pt"
 
 
 def build_network(config: HipsegConfig) -> UNet2D | UNet3D:
-    """The network the config describes (one input channel: the CT)."""
+    """The network the config describes (``config.model.in_channels`` input channels)."""
     model = config.model
     if model.architecture == "unet3d":
-        return UNet3D(1, config.labels.n_classes, model.base_width, model.depth)
+        return UNet3D(model.in_channels, config.labels.n_classes, model.base_width, model.depth)
     if model.architecture != "unet2d":
         raise ConfigError(f"model.architecture: unknown {model.architecture!r} "
                           "(unet2d or unet3d)")
-    return UNet2D(1, config.labels.n_classes, model.base_width, model.depth, model.kernel_size)
+    return UNet2D(model.in_channels, config.labels.n_classes, model.base_width, model.depth, model.kernel_size)
 
 
 def load_weights_into(network: torch.nn.Module, path: Path) -> None:

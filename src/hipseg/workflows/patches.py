@@ -6,6 +6,8 @@ fall outside the scan are filled (air for images, background for labels, 1 for w
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 import torch
 
@@ -15,7 +17,7 @@ __all__ = ["PatchSampler", "crop_patch", "window_starts"]
 
 
 def crop_patch(volume: torch.Tensor, start: tuple[int, int, int], size: int,
-               fill_value: float) -> torch.Tensor:
+               fill_value: float | Sequence[float]) -> torch.Tensor:
     """The cube ``volume[:, start : start + size]`` (per axis), filled where it leaves the volume.
 
     Parameters
@@ -28,8 +30,8 @@ def crop_patch(volume: torch.Tensor, start: tuple[int, int, int], size: int,
     -------
     Tensor, shape (C, size, size, size), the volume's dtype
     """
-    out = torch.full((volume.shape[0], size, size, size), fill_value, dtype=volume.dtype,
-                     device=volume.device)
+    fill = torch.as_tensor(fill_value, dtype=volume.dtype, device=volume.device)
+    out = fill.reshape(-1, 1, 1, 1).expand(volume.shape[0], size, size, size).clone()
     source, target = [], []
     for axis, first in enumerate(start):
         lo, hi = max(first, 0), min(first + size, volume.shape[axis + 1])

@@ -1,4 +1,7 @@
-"""Writing phantom datasets: ``OUT/images``, ``OUT/labels`` (accurate), ``OUT/labels_coarse``."""
+"""Writing phantom datasets: ``OUT/images``, ``OUT/labels`` (accurate), ``OUT/labels_coarse``.
+
+From real label maps (:func:`write_label_dataset`), real bone meshes or procedural shapes.
+"""
 
 from __future__ import annotations
 
@@ -10,14 +13,24 @@ import numpy as np
 from tqdm import tqdm
 
 from hipseg.core.errors import InputError
-from hipseg.io import write_image, write_labels
-from hipseg.phantom import PhantomCase, PhantomSettings, make_case_from_meshes, make_procedural_case
+from hipseg.core.labels import DEFAULT_LABELS
+from hipseg.io import IMAGE_SUFFIXES, case_id, read_labels, write_image, write_labels
+from hipseg.phantom import (
+    LabelPhantomSettings,
+    PhantomCase,
+    PhantomSettings,
+    make_case_from_labels,
+    make_case_from_meshes,
+    make_procedural_case,
+)
 
 __all__ = [
     "IMAGES",
     "LABELS",
     "LABELS_COARSE",
     "write_case",
+    "write_label_cases",
+    "write_label_dataset",
     "write_mesh_dataset",
     "write_procedural_dataset",
 ]
@@ -71,4 +84,57 @@ def write_mesh_dataset(out_dir: Path, mesh_dir: Path, n_cases: int, seed: int, *
         name = f"case_{index:03d}"
         write_case(out_dir, name, case)
         names.append(name)
+    return names
+
+
+def write_label_dataset(out_dir: Path, label_dir: Path, seed: int, *, variants: int = 0,
+                        settings: LabelPhantomSettings | None = None,
+                        progress: bool = True) -> list[str]:
+    """Phantoms from every label map in ``label_dir`` (any supported image format), as
+    :func:`write_label_cases`.
+
+    Raises
+    ------
+    InputError
+        The folder is missing or holds no label map, or as :func:`write_label_cases`.
+    """
+    label_dir = Path(label_dir)
+    if not label_dir.is_dir():
+        raise InputError(label_dir, "label-map folder not found")
+    paths = sorted((p for p in label_dir.iterdir()
+                    if p.is_file() and p.name.lower().endswith(IMAGE_SUFFIXES)), key=case_id)
+    if not paths:
+        raise InputError(label_dir, f"no label maps ({', '.join(IMAGE_SUFFIXES)}) in folder")
+    return write_label_cases(out_dir, paths, seed, variants=variants, settings=settings,
+                             progress=progress)
+
+
+def write_label_cases(out_dir: Path, paths: Sequence[Path], seed: int, *, variants: int = 0,
+                      settings: LabelPhantomSettings | None = None,
+                      progress: bool = True) -> list[str]:
+    """Phantoms from real label maps: ``<map>`` on each map itself and ``<map>_vNN`` for each of
+    ``variants`` new anatomies made from it.
+
+    Case ``(map i of paths, variant v)`` is drawn from ``default_rng([seed, i, v])``, so a case
+    does not depend on how many variants are made. Returns the case names.
+
+    Raises
+    ------
+    InputError
+        ``variants`` is negative, or a map is unreadable or has unknown label ids.
+    """
+    if variants < 0:
+        raise InputError(Path(out_dir), f"--variants must be >= 0, got {variants}")
+    jobs = [(index, Path(path), v) for index, path in enumerate(paths)
+            for v in range(variants + 1)]
+    names = []
+    for index, path, v in tqdm(jobs, desc="phantoms", disable=not progress):
+        labels = read_labels(path, DEFAULT_LABELS)
+        case = make_case_from_labels(labels, np.random.default_rng([seed, index, v]),
+                                     variant=v > 0, settings=settings)
+        name = case_id(path) if v == 0 else f"{case_id(path)}_v{v:02d}"
+        write_case(out_dir, name, case)
+        names.append(name)
+    logger.info("wrote %d phantom cases from %d label maps to %s", len(names), len(paths),
+                out_dir)
     return names

@@ -19,7 +19,7 @@ from hipseg.fusion import ViewAggregator
 from hipseg.io import case_id, image_format, output_suffix, read_image, write_image, write_labels
 from hipseg.models.unet2d import fused_for_inference
 from hipseg.postprocess import enforce_min_gap, symmetric_components_with_report
-from hipseg.preprocess import preprocess_image
+from hipseg.preprocess import network_input
 from hipseg.views.grid import StackWindow, ViewGrid, prediction_grid, stack_window
 from hipseg.views.sampling import sample_planes
 from hipseg.workflows.device import autocast_dtype, physical_memory_bytes
@@ -63,16 +63,16 @@ MAX_BATCH_PIXELS = 2**20
 
 
 def estimate_prediction_bytes(shape: tuple[int, int, int], n_classes: int,
-                              stack_dim: int) -> int:
+                              stack_dim: int, in_channels: int = 2) -> int:
     """Peak bytes :func:`predict_volume` needs for a scan, from its arrays.
 
-    Per voxel: the image and its scaled copy (float32), the summed probabilities (``C``
+    Per voxel: the image and the network's ``in_channels`` input channels (float32), the summed probabilities (``C``
     float32), the vote counters (``C + 1`` bytes), one slab's mapped values, the output maps;
     plus one view's tiled probability stack, at most ``C * (dim + 2)**3`` float32. The fusion
     streams, so nothing grows with the number of views.
     """
     voxels = int(np.prod(shape))
-    per_voxel = 4 * 2 + 4 * n_classes + (n_classes + 1) + 4 + 1
+    per_voxel = 4 * (1 + in_channels) + 4 * n_classes + (n_classes + 1) + 4 + 1
     return voxels * per_voxel + 4 * n_classes * (stack_dim + 2) ** 3
 
 
@@ -128,14 +128,17 @@ def predict_volume(model: LoadedModel, image: Volume, *, batch_size: int = 16,
     limit = int(0.8 * physical_memory_bytes()) if max_memory_bytes is None else max_memory_bytes
     largest = prediction_grid(np.eye(3)[0], image.center_mm, image.extent_mm,
                               config.sampling.pixel_spacing_mm, network.size_multiple)
-    needed = estimate_prediction_bytes(image.shape, config.labels.n_classes, largest.dim)
+    needed = estimate_prediction_bytes(image.shape, config.labels.n_classes, largest.dim,
+                                       config.model.in_channels)
     if needed > limit:
         raise ValueError(f"predicting this {image.shape} scan needs about {needed / 2**30:.1f} GiB, "
                          f"more than the limit of {limit / 2**30:.1f} GiB (--max-memory-gb); "
                          "crop the scan or raise the limit")
-    scaled = preprocess_image(image.data, config.preprocess.clip_below_hu)
-    volume = torch.from_numpy(scaled)[None].to(device)
-    fill_value = float(scaled.min())
+    channels, fill_values = network_input(image.data, image.affine,
+                                          clip_below_hu=config.preprocess.clip_below_hu,
+                                          lateral_channel=config.model.lateral_channel)
+    volume = torch.from_numpy(channels).to(device)
+    fill_value = tuple(fill_values.tolist())
     fast = fused_for_inference(network).to(memory_format=torch.channels_last)
     dtype = autocast_dtype(device, precision)
     aggregator = ViewAggregator(config.labels.n_classes, image.shape, device=device)
@@ -160,7 +163,7 @@ def planes_per_batch(batch_size: int, n_rows: int, n_cols: int) -> int:
 
 
 def predict_stack(network: torch.nn.Module, volume: torch.Tensor, to_voxel: np.ndarray,
-                  window: StackWindow, *, fill_value: float, batch_size: int = 16,
+                  window: StackWindow, *, fill_value: float | tuple[float, ...], batch_size: int = 16,
                   autocast: torch.dtype | None = None,
                   progress_desc: str | None = None) -> torch.Tensor:
     """Class probabilities of every plane of one view's (cropped) stack.
@@ -172,7 +175,7 @@ def predict_stack(network: torch.nn.Module, volume: torch.Tensor, to_voxel: np.n
     ----------
     network : Module
         In eval mode, on the volume's device; returns logits ``(B, C, R, K)``.
-    volume : Tensor, shape (1, X, Y, Z), float32
+    volume : Tensor, shape (C, X, Y, Z), float32
         The pre-processed scan.
     to_voxel : ndarray, shape (4, 4)
         From cropped-stack index to voxel index.

@@ -9,7 +9,7 @@ import torch
 from tqdm import tqdm
 
 from hipseg.core.volume import Volume
-from hipseg.preprocess import preprocess_image
+from hipseg.preprocess import network_input
 from hipseg.workflows.model_io import LoadedModel
 from hipseg.workflows.patches import crop_patch, window_starts
 
@@ -32,9 +32,11 @@ def predict_probabilities_3d(model: LoadedModel, image: Volume, *, batch_size: i
     """
     config, network, device = model.config, model.network, model.device
     size = config.model.patch_vox
-    scaled = preprocess_image(image.data, config.preprocess.clip_below_hu)
-    volume = torch.from_numpy(scaled)[None].to(device)
-    fill_value = float(scaled.min())
+    channels, fill_values = network_input(image.data, image.affine,
+                                          clip_below_hu=config.preprocess.clip_below_hu,
+                                          lateral_channel=config.model.lateral_channel)
+    volume = torch.from_numpy(channels).to(device)
+    fill_value = tuple(fill_values.tolist())
     shape = image.shape
     summed = torch.zeros((config.labels.n_classes, *shape), dtype=torch.float32, device=device)
     counts = torch.zeros(shape, dtype=torch.float32, device=device)

@@ -380,7 +380,8 @@ def train(cases: list[Case], config: HipsegConfig, out_dir: Path, *, device: tor
         Folder of cached weight maps (default ``DATA/weightmaps``), used when
         ``config.weight_map.enabled``.
     val_cases : list of Case, optional
-        Validation scans; by default a ``train.val_fraction`` of ``cases`` is held out.
+        Validation scans; by default as ``train.validation`` says: a ``train.val_fraction`` of
+        ``cases`` held out, or fixed planes of the training scans themselves.
     run : DistributedRun, optional
         This process's place in a ``torchrun`` run (:func:`hipseg.workflows.distributed.start_run`);
         by default one process on ``device``. Every rank draws its own samples, gradients are
@@ -402,10 +403,14 @@ def train(cases: list[Case], config: HipsegConfig, out_dir: Path, *, device: tor
         config = prepare_config(config, init_model)
     tc = config.train
     rng = np.random.default_rng(tc.seed)
-    if val_cases is None:
-        train_cases, val_cases = split_cases(cases, tc.val_fraction, rng)
-    else:
+    if val_cases is not None:
         train_cases = list(cases)
+    elif tc.validates_on_planes(len(cases)):
+        train_cases = val_cases = list(cases)
+        logger.info("validating on fixed planes of the %d training scans (train.validation %s)",
+                    len(cases), tc.validation)
+    else:
+        train_cases, val_cases = split_cases(cases, tc.val_fraction, rng)
     rng = sampling_rng(tc.seed, run.rank, rng)
     logger.info("training on %d cases, validating on %d", len(train_cases), len(val_cases))
     train_scans = load_training_scans(train_cases, config, device, progress, weight_cache=weight_cache)

@@ -1,0 +1,301 @@
+"""The paper's protocol on real anatomy at full resolution: the project's main accuracy table.
+
+Data: the real hip label maps in ``../shared/data/hip-labels`` (23 maps, 0.6-1.0 mm), each
+turned into a CT on its own grid by ``hipseg phantom --from-labels``. The maps are shuffled
+with ``--seed`` and split into test scans (used for nothing else), accurate fine-tuning scans
+(the first 2 for the "2" rows) and pre-training scans (coarse labels: joint spaces closed).
+
+Every model is trained and every scan predicted through the ``hipseg`` command line, each in
+its own process, so the minutes and the peak memory (``ru_maxrss`` of that process) are what
+a user would see. Rows:
+
+- ``full``: pre-trained on coarse labels, fine-tuned with the weight map (the method, at the
+  product's defaults: 2 mm pixel floor, lateral channel, validation on fixed planes of the
+  fine-tuning scans when there are fewer than 5);
+- ``split-val``: as ``full`` with 2 scans, but one of them held out for validation (the old
+  behaviour), to measure what training on both is worth;
+- ``no-weightmap``: fine-tuned with plain cross-entropy;
+- ``no-pretrain``: trained from scratch on the accurate scans, as many steps as pre-training
+  and fine-tuning together;
+- ``no-lateral``: pre-trained and fine-tuned without the patient-side input channel.
+
+Scores per test scan, mean +- std: Dice, GapDice, HD95, ASSD (mm), per class and mean; |E|
+(eps 2 mm) after symmetric connected components and before the gap guarantee; "sides": the
+scans in which every bone is found (Dice > 0.5) on its own side of the midline.
+
+Usage: .venv/bin/python benchmarks/real_anatomy.py --out DIR [--rows full no-lateral ...]
+       [--quick]
+Results are written to DIR/results.json after every model, and the table is printed then, so
+an interrupted run keeps what it measured. ``--quick`` checks the wiring (minutes, meaningless).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import math
+import statistics
+import sys
+import time
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from ablation import mean_std
+from measure import run_measured
+
+from hipseg.collisions import count_collisions
+from hipseg.core.labels import DEFAULT_LABELS
+from hipseg.core.volume import apply_affine
+from hipseg.io import find_cases, read_image, read_labels
+from hipseg.phantom import LabelPhantomSettings
+from hipseg.postprocess import symmetric_components
+from hipseg.workflows.evaluate import evaluate_case
+from hipseg.workflows.phantom import IMAGES, LABELS, LABELS_COARSE, write_label_dataset
+
+LABEL_MAPS = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "hip-labels"
+HIPSEG = [sys.executable, "-m", "hipseg"]
+ROWS = ("full", "no-lateral", "split-val", "no-weightmap", "no-pretrain")
+METRICS = ("dice", "gap_dice", "hd95", "assd")
+EPS_MM = 2.0
+
+logger = logging.getLogger("real_anatomy")
+
+
+@dataclass(frozen=True)
+class Schedule:
+    """Scans per role and training length (epochs of ``steps`` steps of 10 planes)."""
+
+    test: int = 4
+    finetune: int = 4
+    pretrain_epochs: int = 24
+    finetune_epochs: int = 12
+    steps: int = 40
+    pretrain_lr: float = 2e-3
+    finetune_lr: float = 3e-4
+    spacing_mm: tuple[float, float, float] | None = None
+
+
+def quick_schedule() -> Schedule:
+    return Schedule(test=1, finetune=4, pretrain_epochs=1, finetune_epochs=1, steps=2,
+                    spacing_mm=(4.0, 4.0, 4.0))
+
+
+def run_cli(args: list[str], log: Path) -> tuple[float, float]:
+    """Run ``hipseg ARGS`` in its own process; returns (seconds, peak resident GiB)."""
+    try:
+        return run_measured([*HIPSEG, *args, "--no-progress"], log)
+    except RuntimeError as err:
+        raise SystemExit(f"hipseg {' '.join(args)} failed: {err}") from None
+
+
+def make_one(job: tuple[Path, Path, int, tuple | None]) -> None:
+    map_dir, out, seed, spacing = job
+    write_label_dataset(out, map_dir, seed, settings=LabelPhantomSettings(spacing_mm=spacing),
+                        progress=False)
+
+
+def make_data(root: Path, schedule: Schedule, seed: int) -> dict[str, Path]:
+    """Split the maps, link each role's maps into a folder, make the phantoms (2 processes)."""
+    maps = sorted(LABEL_MAPS.glob("*.nii.gz"))
+    if len(maps) < schedule.test + schedule.finetune + 1:
+        raise SystemExit(f"{LABEL_MAPS}: {len(maps)} label maps, too few for this split")
+    order = np.random.default_rng(seed).permutation(len(maps))
+    roles = {"test": order[: schedule.test],
+             "finetune": order[schedule.test : schedule.test + schedule.finetune],
+             "pretrain": order[schedule.test + schedule.finetune :]}
+    folders, jobs = {}, []
+    for role, indices in roles.items():
+        folders[role] = root / role
+        if (folders[role] / IMAGES).is_dir():
+            continue  # made by an earlier run with the same seed
+        source = root / "maps" / role
+        source.mkdir(parents=True, exist_ok=True)
+        for i in indices:
+            link = source / maps[i].name
+            if not link.exists():
+                link.symlink_to(maps[i].resolve())
+        jobs.append((source, folders[role], seed, schedule.spacing_mm))
+    with ProcessPoolExecutor(2) as pool:
+        list(pool.map(make_one, jobs))
+    subset = root / "finetune2"
+    for sub in (IMAGES, LABELS):
+        (subset / sub).mkdir(parents=True, exist_ok=True)
+        for path in sorted((folders["finetune"] / sub).iterdir())[:2]:
+            if not (subset / sub / path.name).exists():
+                (subset / sub / path.name).symlink_to(path.resolve())
+    folders["finetune2"] = subset
+    return folders
+
+
+def train_args(data: Path, out: Path, schedule: Schedule, *, coarse: bool, lateral: bool,
+               epochs: int, weight_map: bool) -> list[str]:
+    args = ["train", str(data), "--out", str(out), "--epochs", str(epochs),
+            "--steps-per-epoch", str(schedule.steps), "--lr", str(schedule.pretrain_lr)]
+    if coarse:
+        args += ["--labels-dir", LABELS_COARSE]
+    if weight_map:
+        args.append("--weight-map")
+    if not lateral:
+        args.append("--no-lateral-channel")
+    return args
+
+
+def finetune_args(model: Path, data: Path, out: Path, schedule: Schedule, *,
+                  weight_map: bool = True, validation: str = "auto") -> list[str]:
+    args = ["finetune", str(model), str(data), "--out", str(out), "--epochs",
+            str(schedule.finetune_epochs), "--steps-per-epoch", str(schedule.steps),
+            "--lr", str(schedule.finetune_lr), "--validation", validation]
+    if not weight_map:
+        args.append("--no-weight-map")
+    return args
+
+
+def models_of_row(row: str, root: Path, data: dict[str, Path], schedule: Schedule
+                  ) -> list[tuple[str, list[str]]]:
+    """``(model name, hipseg arguments)`` to run for a row, pre-training first when needed."""
+    models = root / "models"
+    pre = models / "pretrained"
+    pre_step = ("pretrained", train_args(data["pretrain"], pre, schedule, coarse=True,
+                                         lateral=True, epochs=schedule.pretrain_epochs,
+                                         weight_map=False))
+    if row == "full":
+        return [pre_step] + [(f"full-{n}", finetune_args(pre, data[key], models / f"full-{n}",
+                                                        schedule))
+                             for n, key in ((2, "finetune2"), (4, "finetune"))]
+    if row == "split-val":
+        return [pre_step, ("split-val-2", finetune_args(pre, data["finetune2"],
+                                                        models / "split-val-2", schedule,
+                                                        validation="split"))]
+    if row == "no-weightmap":
+        return [pre_step, ("no-weightmap-2", finetune_args(pre, data["finetune2"],
+                                                           models / "no-weightmap-2", schedule,
+                                                           weight_map=False))]
+    if row == "no-pretrain":
+        return [("no-pretrain-2", train_args(
+            data["finetune2"], models / "no-pretrain-2", schedule, coarse=False, lateral=True,
+            epochs=schedule.pretrain_epochs + schedule.finetune_epochs, weight_map=True))]
+    if row == "no-lateral":
+        pre_flat = models / "pretrained-no-lateral"
+        return [("pretrained-no-lateral", train_args(
+                    data["pretrain"], pre_flat, schedule, coarse=True, lateral=False,
+                    epochs=schedule.pretrain_epochs, weight_map=False)),
+                ("no-lateral-2", finetune_args(pre_flat, data["finetune2"],
+                                               models / "no-lateral-2", schedule))]
+    raise SystemExit(f"unknown row {row!r}; rows: {', '.join(ROWS)}")
+
+
+def sides_ok(prediction: np.ndarray, reference: np.ndarray, affine: np.ndarray,
+             dice: dict[str, float]) -> bool:
+    """Every bone found (Dice > 0.5) with its centroid on the reference's side of the midline."""
+    centroid = {}
+    for name, data in (("pred", prediction), ("ref", reference)):
+        for c in DEFAULT_LABELS.foreground_ids:
+            ijk = np.argwhere(data[::2, ::2, ::2] == c) * 2
+            centroid[name, c] = apply_affine(affine, ijk.mean(0)[None])[0, 0] if len(ijk) else None
+    midline = (centroid["ref", 1] + centroid["ref", 2]) / 2.0
+    for pair in DEFAULT_LABELS.symmetric_pairs:
+        for c in pair:
+            if centroid["pred", c] is None or dice[DEFAULT_LABELS.names[c]] <= 0.5:
+                return False
+            if np.sign(centroid["pred", c] - midline) != np.sign(centroid["ref", c] - midline):
+                return False
+    return True
+
+
+def score(model: Path, test: Path, work: Path) -> list[dict]:
+    """Predict every test scan in its own process and score it."""
+    rows = []
+    for case in find_cases(test / IMAGES, test / LABELS):
+        out = work / "predictions" / model.name
+        out.mkdir(parents=True, exist_ok=True)
+        seconds, peak = run_cli(["predict", str(model), str(case.image), "--out", str(out),
+                                 "--no-postprocess", "--overwrite"],
+                                work / "logs" / f"predict-{model.name}-{case.case_id}.log")
+        image = read_image(case.image)
+        reference = read_labels(case.labels, DEFAULT_LABELS, reference=image)
+        raw = read_labels(out / f"{case.case_id}.nii.gz", DEFAULT_LABELS, reference=image)
+        labels = symmetric_components(raw.data, DEFAULT_LABELS)
+        metrics = evaluate_case(labels, reference.data, image.spacing_mm, DEFAULT_LABELS)
+        dice = {DEFAULT_LABELS.names[c]: metrics[f"dice_{DEFAULT_LABELS.names[c]}"]
+                for c in DEFAULT_LABELS.foreground_ids}
+        row = {key: float(value) for key, value in metrics.items()}
+        row["collisions"] = float(count_collisions(labels, image.spacing_mm, EPS_MM)[0])
+        row["sides_ok"] = float(sides_ok(labels, reference.data, image.affine, dice))
+        row.update(case=case.case_id, predict_s=seconds, predict_peak_gib=peak,
+                   shape=list(image.shape))
+        rows.append(row)
+        logger.info("%s %s: Dice %.4f GapDice %.4f |E| %d, %.0f s, %.2f GiB", model.name,
+                    case.case_id, row["dice_mean"], row["gap_dice_mean"], row["collisions"],
+                    seconds, peak)
+    return rows
+
+
+def format_tables(results: dict[str, dict]) -> str:
+    """The summary table (a row per model) and the per-class table of each model."""
+    lines = [("| model | Dice | GapDice | HD95 (mm) | ASSD (mm) | abs(E) | sides ok | "
+              "train min | train GiB | predict s | predict GiB |"),
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
+    for name, entry in results.items():
+        rows = entry["scans"]
+        cells = [mean_std([r[f"{m}_mean"] for r in rows], d)
+                 for m, d in zip(METRICS, (4, 4, 2, 2))]
+        cells.append(mean_std([r["collisions"] for r in rows], 0))
+        cells.append(f"{int(sum(r['sides_ok'] for r in rows))}/{len(rows)}")
+        cells.append(f"{entry['train_min']:.1f}")
+        cells.append(f"{entry['train_peak_gib']:.2f}")
+        cells.append(f"{statistics.median(r['predict_s'] for r in rows):.0f}")
+        cells.append(f"{max(r['predict_peak_gib'] for r in rows):.2f}")
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    for name, entry in results.items():
+        lines += ["", f"{name}, per class (mean ± std over the test scans):", "",
+                  "| class | Dice | GapDice | HD95 (mm) | ASSD (mm) |", "|---|---|---|---|---|"]
+        for c in DEFAULT_LABELS.foreground_ids:
+            label = DEFAULT_LABELS.names[c]
+            cells = [mean_std([r[f"{m}_{label}"] for r in entry["scans"]], d)
+                     for m, d in zip(METRICS, (4, 4, 2, 2))]
+            lines.append(f"| {label} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", type=Path, required=True, help="work folder")
+    parser.add_argument("--rows", nargs="+", default=list(ROWS), choices=ROWS)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--quick", action="store_true", help="smoke test of the wiring")
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+    schedule = quick_schedule() if args.quick else Schedule()
+    root = args.out.resolve()
+    (root / "logs").mkdir(parents=True, exist_ok=True)
+    started = time.perf_counter()
+    data = make_data(root / "data", schedule, args.seed)
+    logger.info("phantoms ready after %.1f min", (time.perf_counter() - started) / 60)
+    results_path = root / "results.json"
+    results = json.loads(results_path.read_text()) if results_path.is_file() else {}
+    trained: dict[str, tuple[float, float]] = {}
+    for row in args.rows:
+        for name, cli_args in models_of_row(row, root, data, schedule):
+            model = root / "models" / name
+            if name not in trained and not (model / "model.pt").is_file():
+                trained[name] = run_cli(cli_args, root / "logs" / f"train-{name}.log")
+                logger.info("trained %s in %.1f min", name, trained[name][0] / 60)
+            if name.startswith("pretrained") or name in results:
+                continue
+            seconds, peak = trained.get(name, (math.nan, math.nan))
+            pre = (trained.get("pretrained-no-lateral" if row == "no-lateral" else "pretrained",
+                               (0.0, 0.0)) if row != "no-pretrain" else (0.0, 0.0))
+            results[name] = {"train_min": (seconds + pre[0]) / 60,
+                             "train_peak_gib": max(peak, pre[1]),
+                             "scans": score(model, data["test"], root)}
+            results_path.write_text(json.dumps(results, indent=1))
+            print(format_tables(results), flush=True)
+    print(f"\ntest scans: {', '.join(r['case'] for r in next(iter(results.values()))['scans'])}; "
+          f"total {(time.perf_counter() - started) / 60:.1f} min")
+
+
+if __name__ == "__main__":
+    main()

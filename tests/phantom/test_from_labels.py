@@ -1,0 +1,207 @@
+"""Phantoms from real label maps: the CT generator, coarse labels and new anatomies."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+from scipy import ndimage
+
+from hipseg.core.labels import DEFAULT_LABELS
+from hipseg.core.volume import Volume, apply_affine, voxel_spacing_mm
+from hipseg.io import read_labels
+from hipseg.phantom import LabelPhantomSettings, make_case_from_labels
+from hipseg.phantom.appearance import (
+    TISSUES,
+    AppearanceRanges,
+    draw_appearance,
+    scanner_effects,
+    tissue_image,
+)
+from hipseg.phantom.coarse import fill_joint_spaces, merge_femoral_heads
+from hipseg.phantom.variants import (
+    VariantSettings,
+    deform_labels,
+    make_variant,
+    mirror_left_right,
+    resample_labels,
+)
+from hipseg.workflows.demo import DemoSettings, demo_label_maps
+from synthetic import oblique_affine, touching_pairs
+
+
+@pytest.fixture(scope="module")
+def real_map() -> Volume:
+    """A shipped real map (s27 at 2 mm, 144 x 81 x 100)."""
+    return read_labels(demo_label_maps() / "s27.nii.gz", DEFAULT_LABELS)
+
+
+def _centroid_x(labels: np.ndarray, affine: np.ndarray, class_id: int) -> float:
+    return float(apply_affine(affine, np.argwhere(labels == class_id))[:, 0].mean())
+
+
+def test_shipped_demo_maps_load_and_carry_their_licence():
+    folder = demo_label_maps()
+    settings = DemoSettings()
+    for name in settings.pretrain_maps + settings.finetune_maps + settings.test_maps:
+        labels = read_labels(folder / f"{name}.nii.gz", DEFAULT_LABELS)
+        assert set(np.unique(labels.data)) == set(range(6)), name
+        np.testing.assert_allclose(voxel_spacing_mm(labels.affine), 2.0)
+        # RAS: the right femur lies at larger x than the left one
+        assert _centroid_x(labels.data, labels.affine, 1) > _centroid_x(labels.data, labels.affine, 2)
+    licence = (folder / "LICENSE.AuToSeg").read_text()
+    assert "MIT License" in licence and "Peidi Xu" in licence
+
+
+def test_case_keeps_the_maps_grid_and_labels(real_map):
+    affine = oblique_affine(spacing_mm=(2.0, 2.0, 2.0))
+    labels = Volume(real_map.data, affine)
+    case = make_case_from_labels(labels, np.random.default_rng(0))
+    for volume in (case.image, case.labels, case.labels_coarse):
+        assert volume.shape == labels.shape
+        np.testing.assert_array_equal(volume.affine, affine)
+    np.testing.assert_array_equal(case.labels.data, real_map.data)
+    assert case.image.data.dtype == np.float32 and np.isfinite(case.image.data).all()
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_each_tissue_lies_in_its_documented_range(real_map, seed):
+    rng = np.random.default_rng(seed)
+    ranges = AppearanceRanges()
+    look = draw_appearance(rng, ranges)
+    image, tissues = tissue_image(real_map.data, real_map.affine, rng, look)
+    documented = {"muscle": ranges.muscle_hu, "fat": ranges.fat_hu, "joint": ranges.joint_hu,
+                  "cortical": (ranges.cancellous_hu[0], ranges.cortical_hu[1]),
+                  "cancellous": ranges.cancellous_hu, "vessel": (ranges.vessel_plain_hu[0],
+                                                                  ranges.vessel_enhanced_hu[1]),
+                  "gas": ranges.gas_hu, "marrow": ranges.marrow_hu, "table": ranges.table_hu}
+    measured = 0
+    for name, (low, high) in documented.items():
+        mask = tissues == TISSUES.index(name)
+        if mask.sum() < 20:
+            continue  # not drawn in this case (gas pockets, table, ...)
+        median = float(np.median(image[mask]))
+        # textures and the density field spread bone values around the drawn level
+        slack = 0.3 * (high - low) if name in ("cancellous", "marrow") else 1e-3
+        assert low - slack <= median <= high + slack, (name, median, (low, high))
+        measured += 1
+    assert measured >= 6
+    assert np.all(image[tissues == TISSUES.index("air")] == -1000.0)
+    # cortical voxels are denser than cancellous ones of the same case
+    assert (np.median(image[tissues == TISSUES.index("cortical")])
+            > np.median(image[tissues == TISSUES.index("cancellous")]))
+    # the body follows the anatomy: soft tissue all around the bones (>= 25 mm, the smallest
+    # margin, less its 40 % modulation; these maps are cropped close to the body)
+    body = ~np.isin(tissues, [TISSUES.index("air"), TISSUES.index("table")])
+    around = ndimage.binary_dilation(real_map.data > 0, iterations=7)  # 14 mm at 2 mm voxels
+    assert body[around].all()
+
+
+def test_scanner_noise_has_the_drawn_level_and_blur_spreads_an_edge():
+    rng = np.random.default_rng(0)
+    look = dataclasses.replace(draw_appearance(rng), noise_hu=30.0, noise_grain_mm=0.5,
+                               blur_fwhm_mm=1.0, slice_thickness_mm=1.0)
+    affine = np.diag([1.0, 1.0, 1.0, 1.0])
+    flat = np.zeros((60, 60, 60), np.float32)
+    noisy = scanner_effects(flat, affine, rng, look)
+    assert noisy.std() == pytest.approx(30.0, rel=0.05)
+    step = np.zeros((60, 60, 60), np.float32)
+    step[30:] = 1000.0
+    blurred = scanner_effects(step, affine, rng, dataclasses.replace(look, noise_hu=0.0))
+    profile = blurred[25:36, 30, 30]
+    assert profile[0] == pytest.approx(0.0, abs=1.0) and profile[-1] == pytest.approx(1000.0, abs=1.0)
+    assert 50.0 < profile[5] < 950.0  # the edge voxel is a partial-volume mix
+
+
+def test_coarse_labels_close_every_joint_space_and_keep_bone_voxels(real_map):
+    labels = real_map.data
+    spacing = voxel_spacing_mm(real_map.affine)
+    coarse = fill_joint_spaces(labels, spacing, 8.0)
+    bone = labels > 0
+    np.testing.assert_array_equal(coarse[bone], labels[bone])
+    # every pair of bones closer than the closing width touches afterwards
+    near_pairs = set()
+    for a in DEFAULT_LABELS.foreground_ids:
+        distance = ndimage.distance_transform_edt(labels != a, sampling=spacing)
+        for b in DEFAULT_LABELS.foreground_ids:
+            if b > a and distance[labels == b].min() <= 8.0:
+                near_pairs.add((a, b))
+    assert {(1, 3), (2, 4), (3, 5), (4, 5)} <= near_pairs  # hips, sacro-iliac joints
+    assert near_pairs <= touching_pairs(coarse)
+
+
+def test_merged_femoral_heads_change_only_femur_voxels_to_their_own_hip(real_map):
+    spacing = voxel_spacing_mm(real_map.affine)
+    coarse = fill_joint_spaces(real_map.data, spacing, 8.0)
+    merged = merge_femoral_heads(coarse, spacing, reach_mm=12.0)
+    changed = merged != coarse
+    assert changed.any()
+    moves = set(zip(coarse[changed].tolist(), merged[changed].tolist(), strict=True))
+    assert moves <= {(1, 3), (2, 4)}
+
+
+def test_mirrored_anatomy_swaps_side_ids_and_stays_ras(real_map):
+    labels, affine = real_map.data, real_map.affine
+    mirrored = mirror_left_right(labels, affine)
+    assert set(np.unique(mirrored)) == set(np.unique(labels))
+    for right, left in DEFAULT_LABELS.symmetric_pairs:
+        assert (mirrored == right).sum() == (labels == left).sum()
+        # right-side ids still lie at larger RAS x (patient's right), the affine unchanged
+        assert _centroid_x(mirrored, affine, right) > _centroid_x(mirrored, affine, left)
+    assert (mirrored == 5).sum() == (labels == 5).sum()
+
+
+def test_mirror_follows_the_affine_not_the_array_order(real_map):
+    """The same anatomy stored with x flipped in the array mirrors to the same scanner space."""
+    labels, affine = real_map.data, real_map.affine
+    flipped_affine = affine.copy()
+    flipped_affine[:3, 0] *= -1
+    flipped_affine[:3, 3] = apply_affine(affine, [[labels.shape[0] - 1, 0, 0]])[0]
+    stored = labels[::-1]
+    a = mirror_left_right(labels, affine)
+    b = mirror_left_right(stored, flipped_affine)
+    np.testing.assert_array_equal(a, b[::-1])
+
+
+def test_variants_keep_the_label_set_and_the_grid(real_map):
+    rng = np.random.default_rng(3)
+    for mirror in (0.0, 1.0):
+        settings = VariantSettings(mirror_probability=mirror)
+        variant, mirrored = make_variant(real_map.data, real_map.affine, rng, settings)
+        assert mirrored == bool(mirror)
+        assert variant.shape == real_map.shape and variant.dtype == real_map.data.dtype
+        assert set(np.unique(variant)) == set(range(6))
+        affine = real_map.affine
+        assert _centroid_x(variant, affine, 1) > _centroid_x(variant, affine, 2)
+        assert not np.array_equal(variant, real_map.data)
+
+
+def test_deformation_of_zero_is_the_identity(real_map):
+    out = deform_labels(real_map.data, real_map.affine, np.random.default_rng(0), scale=1.0,
+                        max_displacement_mm=0.0)
+    np.testing.assert_array_equal(out, real_map.data)
+
+
+def test_resampling_keeps_the_box_and_round_trips_the_affine():
+    affine = oblique_affine(spacing_mm=(1.0, 1.0, 1.5))
+    labels = np.zeros((40, 30, 20), np.uint8)
+    labels[10:30, 5:25, 4:16] = 3
+    out, new_affine = resample_labels(labels, affine, (2.0, 2.0, 3.0))
+    assert out.shape == (20, 15, 10)
+    np.testing.assert_allclose(voxel_spacing_mm(new_affine), (2.0, 2.0, 3.0))
+    # the outer corner of the box is the same point in scanner space
+    np.testing.assert_allclose(apply_affine(new_affine, [[-0.5, -0.5, -0.5]]),
+                               apply_affine(affine, [[-0.5, -0.5, -0.5]]), atol=1e-9)
+    # the block is where it was, in mm (block of 20 x 20 x 12 voxels -> 10 x 10 x 6)
+    assert (out == 3).sum() == 10 * 10 * 6
+    same, same_affine = resample_labels(labels, affine, (1.0, 1.0, 1.5))
+    np.testing.assert_array_equal(same, labels)
+    np.testing.assert_allclose(same_affine, affine, atol=1e-12)
+
+
+def test_settings_resample_before_simulating(real_map):
+    settings = LabelPhantomSettings(spacing_mm=(4.0, 4.0, 4.0))
+    case = make_case_from_labels(real_map, np.random.default_rng(0), settings=settings)
+    np.testing.assert_allclose(case.image.spacing_mm, 4.0)
+    assert case.image.shape == tuple(np.round(np.asarray(real_map.shape) / 2).astype(int))
