@@ -43,19 +43,19 @@ import torch
 from hipseg.collisions import count_collisions, default_eps_mm
 from hipseg.core.config import HipsegConfig, ModelConfig, TrainConfig, ViewConfig, WeightMapConfig
 from hipseg.core.labels import DEFAULT_LABELS
-from hipseg.io import Case, find_cases, read_image, read_labels
-from hipseg.postprocess import symmetric_components
-from hipseg.workflows.evaluate import evaluate_case
-from hipseg.workflows.model_io import load_model
-from hipseg.workflows.phantom import (
+from hipseg.datasets.phantom import (
     IMAGES,
     LABELS,
     LABELS_COARSE,
     write_mesh_dataset,
     write_procedural_dataset,
 )
-from hipseg.workflows.predict import predict_volume
-from hipseg.workflows.train import train
+from hipseg.evaluation.evaluate import evaluate_case
+from hipseg.inference.volume import predict_volume
+from hipseg.io import Case, find_cases, read_image, read_labels
+from hipseg.postprocess import symmetric_components
+from hipseg.runtime.model_io import load_model
+from hipseg.training.train import train
 
 MESHES = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "hip-meshes"
 VARIANTS = ("full", "no-pretrain", "no-weightmap", "unet3d")

@@ -28,8 +28,8 @@ import numpy as np
 from scipy import ndimage
 
 from hipseg.core.labels import DEFAULT_LABELS
+from hipseg.evaluation.evaluate import evaluate_folders
 from hipseg.phantom import PhantomSettings, make_procedural_case
-from hipseg.workflows.evaluate import evaluate_folders
 
 
 def perturbed(labels: np.ndarray, rng: np.random.Generator) -> np.ndarray:

@@ -1,6 +1,6 @@
 """Model size against accuracy: the demo's pipeline once per base width of the 2D UNet.
 
-For each ``--widths`` value the built-in demo (``hipseg.workflows.demo``: procedural phantoms,
+For each ``--widths`` value the built-in demo (``hipseg.demo``: procedural phantoms,
 pre-training on coarse labels, fine-tuning on accurate ones, prediction of the held-out
 phantoms, evaluation) runs with that base width and nothing else changed, in its own folder.
 Prints one table: parameters, kFLOP per pixel, wall-clock minutes of the whole run, mean
@@ -23,11 +23,11 @@ import numpy as np
 import torch
 
 from hipseg.core.config import HipsegConfig
+from hipseg.demo import DemoSettings, run_demo
+from hipseg.evaluation.evaluate import Evaluation
 from hipseg.models.unet2d import flops_per_pixel
-from hipseg.workflows.demo import DemoSettings, run_demo
-from hipseg.workflows.device import set_threads
-from hipseg.workflows.evaluate import Evaluation
-from hipseg.workflows.model_io import build_network
+from hipseg.runtime.device import set_threads
+from hipseg.runtime.model_io import build_network
 
 
 def _mean_std(evaluation: Evaluation, column: str, digits: int) -> str:

@@ -44,23 +44,18 @@ from hipseg.core.config import HipsegConfig, SamplingConfig
 from hipseg.core.labels import DEFAULT_LABELS
 from hipseg.core.volume import Volume
 from hipseg.fusion import ViewAggregator
+from hipseg.inference.volume import DEFAULT_CONTEXT_PX, predict_stack, predict_volume, view_geometry
 from hipseg.io import read_image, write_labels
 from hipseg.models.unet2d import flops_per_pixel, fused_for_inference
 from hipseg.phantom import PhantomSettings, make_procedural_case
 from hipseg.postprocess import enforce_min_gap, symmetric_components_with_report
 from hipseg.preprocess import network_input
+from hipseg.runtime.device import autocast_dtype, set_threads
+from hipseg.runtime.model_io import LoadedModel, build_network, load_model, save_model
+from hipseg.training.data import coarsen_dim, measure_plane_size
 from hipseg.views.directions import view_directions
 from hipseg.views.sampling import sample_planes, stack_coordinates
 from hipseg.weights import distance_weight_map
-from hipseg.workflows.data import coarsen_dim, measure_plane_size
-from hipseg.workflows.device import autocast_dtype, set_threads
-from hipseg.workflows.model_io import LoadedModel, build_network, load_model, save_model
-from hipseg.workflows.predict import (
-    DEFAULT_CONTEXT_PX,
-    predict_stack,
-    predict_volume,
-    view_geometry,
-)
 
 WORK_SHAPE = (415, 244, 266)
 WORK_SPACING_MM = (0.78, 0.77, 0.96)

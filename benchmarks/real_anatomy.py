@@ -49,11 +49,11 @@ from measure import run_measured
 from hipseg.collisions import count_collisions
 from hipseg.core.labels import DEFAULT_LABELS
 from hipseg.core.volume import apply_affine
+from hipseg.datasets.phantom import IMAGES, LABELS, LABELS_COARSE, write_label_dataset
+from hipseg.evaluation.evaluate import evaluate_case
 from hipseg.io import find_cases, read_image, read_labels
 from hipseg.phantom import LabelPhantomSettings
 from hipseg.postprocess import symmetric_components
-from hipseg.workflows.evaluate import evaluate_case
-from hipseg.workflows.phantom import IMAGES, LABELS, LABELS_COARSE, write_label_dataset
 
 LABEL_MAPS = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "hip-labels"
 HIPSEG = [sys.executable, "-m", "hipseg"]

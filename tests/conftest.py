@@ -9,8 +9,8 @@ import pytest
 import torch
 
 from hipseg.core.config import HipsegConfig, ModelConfig, SamplingConfig, ViewConfig
+from hipseg.runtime.model_io import build_network, save_model
 from hipseg.views.directions import view_directions
-from hipseg.workflows.model_io import build_network, save_model
 
 
 @pytest.fixture

@@ -11,9 +11,9 @@ import pytest
 from hipseg.cli import main
 from hipseg.core.errors import InputError
 from hipseg.core.labels import DEFAULT_LABELS
+from hipseg.datasets.ecosystem import export_nnunet
+from hipseg.evaluation.check import check_dataset
 from hipseg.io import find_dataset, find_label_maps, read_image, read_labels, write_image
-from hipseg.workflows.check import check_dataset
-from hipseg.workflows.ecosystem import export_nnunet
 from synthetic import blob_labels, oblique_affine
 
 
@@ -34,7 +34,7 @@ def test_hipseg_layout_exports_to_nnunet_and_reads_back_the_same(tmp_path, rng):
     for cid in ("a", "b", "c"):
         _case(tmp_path / "data", cid, rng)
     _case(tmp_path / "data", "d", rng, suffix=".nrrd")
-    assert main(["export-nnunet", str(tmp_path / "data"), str(tmp_path / "nn"),
+    assert main(["export-nnunet", str(tmp_path / "data"), "--out", str(tmp_path / "nn"),
                  "--no-progress"]) == 0
     info = json.loads((tmp_path / "nn" / "dataset.json").read_text())
     assert info == {"channel_names": {"0": "CT"}, "numTraining": 4, "file_ending": ".nii.gz",

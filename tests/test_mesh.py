@@ -22,7 +22,7 @@ from hipseg.mesh import (
     write_meshes,
 )
 from hipseg.postprocess import enforce_min_gap
-from hipseg.workflows.meshing import mesh_files
+from hipseg.qc.meshing import mesh_files
 from shared_data import HIP_MESHES
 from synthetic import oblique_affine
 

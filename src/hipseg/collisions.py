@@ -29,8 +29,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-import edt
 import numpy as np
+
+from hipseg.distances import per_class_distances
 
 __all__ = ["collision_map", "collision_pairs", "count_collisions", "default_eps_mm", "pair_code"]
 
@@ -176,31 +177,15 @@ def _nearest_other_class(
     """
     distance = np.full(labels.shape, np.inf, np.float32)
     nearest = np.zeros(labels.shape, np.uint8)
-    # Voxels within eps of class k lie in k's bounding box grown by eps: one distance transform
-    # per class on that box only. Classes come in increasing id order and replace the nearest
-    # class found so far only if closer beyond float32 rounding: ties go to the smallest id.
-    margin = np.floor(eps_mm * (1.0 + _RELATIVE_TOLERANCE) / spacing).astype(int) + 1
-    for class_id in np.unique(labels[labels != 0]):
-        box = _bounding_box(labels == class_id, margin)
+    # Classes come in increasing id order and replace the nearest class found so far only if
+    # closer beyond float32 rounding: ties go to the smallest id.
+    reach_mm = eps_mm * (1.0 + _RELATIVE_TOLERANCE)
+    for class_id, box, dist in per_class_distances(labels, spacing_mm=spacing, max_mm=reach_mm):
         sub = labels[box]
-        dist = edt.edt(
-            np.ascontiguousarray(sub != class_id), anisotropy=tuple(spacing), black_border=False
-        )
         closer = (sub != 0) & (sub != class_id) & (dist < distance[box] * (1 - _RELATIVE_TOLERANCE))
         distance[box][closer] = dist[closer]
         nearest[box][closer] = class_id
     return distance, nearest
-
-
-def _bounding_box(mask: np.ndarray, margin: np.ndarray) -> tuple[slice, ...]:
-    """Slices of a non-empty ``mask``'s bounding box grown by ``margin`` voxels (clipped)."""
-    box = []
-    for axis in range(mask.ndim):
-        other_axes = tuple(a for a in range(mask.ndim) if a != axis)
-        hits = np.flatnonzero(mask.any(axis=other_axes))
-        pad = int(margin[axis])
-        box.append(slice(max(int(hits[0]) - pad, 0), int(hits[-1]) + 1 + pad))
-    return tuple(box)
 
 
 def _check_inputs(

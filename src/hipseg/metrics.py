@@ -18,6 +18,8 @@ import edt
 import numpy as np
 from scipy import ndimage
 
+from hipseg.distances import class_distances
+
 __all__ = [
     "average_surface_distance",
     "dice_per_class",
@@ -273,17 +275,8 @@ def gap_region(
     spacing = (
         np.ones(labels.ndim) if spacing_mm is None else _check_spacing(spacing_mm, labels.ndim)
     )
-    # Distances >= threshold cannot give d1 + d2 < threshold, so each class's distance map is
-    # needed only in its bounding box grown by the threshold (outside: inf, which is exact here).
-    margin = np.ceil(threshold / spacing).astype(int) + 1
-    d1 = np.full(labels.shape, np.inf, np.float32)
-    d2 = np.full(labels.shape, np.inf, np.float32)
-    for class_id in np.unique(labels[labels != 0]):
-        box = _bounding_box(labels == class_id, margin=margin)
-        dist = _edt(labels[box] != class_id, spacing)
-        b1, b2 = d1[box], d2[box]  # views: the running two smallest distances
-        np.minimum(b2, np.maximum(b1, dist), out=b2)
-        np.minimum(b1, dist, out=b1)
+    # Distances >= threshold cannot give d1 + d2 < threshold: inf beyond it is exact here.
+    d1, d2, _ = class_distances(labels, spacing_mm=spacing, max_mm=threshold)
     return d1 + d2 < threshold
 
 

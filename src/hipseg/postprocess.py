@@ -29,11 +29,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import cc3d
-import edt
 import numpy as np
-from scipy import ndimage
 
 from hipseg.core.labels import LabelTable
+from hipseg.distances import per_class_distances
 
 __all__ = [
     "PostprocessReport",
@@ -359,15 +358,9 @@ def _contested_pairs(
 def _near_other_class(labels: np.ndarray, spacing: np.ndarray, reach_mm: float) -> np.ndarray:
     """Foreground voxels within ``reach_mm`` (centre distance) of another foreground class."""
     near = np.zeros(labels.shape, bool)
-    margin = np.ceil(reach_mm / spacing).astype(int) + 1
-    for index, box in enumerate(ndimage.find_objects(labels)):
-        if box is None:
-            continue
-        box = tuple(slice(max(s.start - m, 0), min(s.stop + m, n))
-                    for s, m, n in zip(box, margin, labels.shape, strict=True))
+    for class_id, box, dist in per_class_distances(labels, spacing_mm=spacing, max_mm=reach_mm):
         sub = labels[box]
-        own = sub == index + 1
-        dist = edt.edt(np.ascontiguousarray(~own), anisotropy=tuple(spacing), black_border=False)
+        own = sub == class_id
         within = dist <= reach_mm * (1 + 1e-6)
         # Voxels of other classes near this one; this class's own voxels near another class
         # are marked when that class's turn comes, so both ends of every pair are found.

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from hipseg.core.errors import VolumeError
+
 __all__ = [
     "body_midline_x_mm",
     "lateral_coordinate",
@@ -26,12 +28,12 @@ def robust_scale(values: np.ndarray) -> tuple[float, float]:
     Returns
     -------
     median, iqr : float
-        ``iqr = q75 - q25``. Raises ``ValueError`` when it is 0 (no spread to scale by).
+        ``iqr = q75 - q25``. Raises :class:`~hipseg.core.errors.VolumeError` when it is 0 (no spread to scale by).
     """
     q25, median, q75 = np.percentile(values, [25.0, 50.0, 75.0])
     iqr = float(q75 - q25)
     if not iqr > 0:
-        raise ValueError(
+        raise VolumeError(
             f"intensities have no spread to scale by (q25 = q75 = {q75:g} after clipping)"
         )
     return float(median), iqr
@@ -57,7 +59,7 @@ def preprocess_image(image: np.ndarray, clip_below_hu: float = 0.0) -> np.ndarra
     clipped = np.maximum(np.asarray(image, dtype=np.float32), np.float32(clip_below_hu))
     tissue = clipped[clipped > np.float32(clip_below_hu)]
     if tissue.size == 0:
-        raise ValueError(f"no intensity above {clip_below_hu:g} HU: nothing to scale by")
+        raise VolumeError(f"no intensity above {clip_below_hu:g} HU: nothing to scale by")
     median, iqr = robust_scale(tissue)
     return ((clipped - np.float32(median)) / np.float32(iqr)).astype(np.float32, copy=False)
 

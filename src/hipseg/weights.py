@@ -16,7 +16,8 @@ import math
 
 import edt
 import numpy as np
-from scipy import ndimage
+
+from hipseg.distances import class_distances
 
 __all__ = [
     "NEGLIGIBLE_TERM",
@@ -90,19 +91,7 @@ def two_nearest_class_distances(labels: np.ndarray, max_distance_vox: float = ma
     d1, d2 : ndarray, shape (X, Y, Z), float32
         ``inf`` where fewer than one (two) classes are present.
     """
-    labels = _check_labels(labels)
-    d1 = np.full(labels.shape, np.inf, np.float32)
-    d2 = np.full(labels.shape, np.inf, np.float32)
-    margin = int(min(math.ceil(max_distance_vox), max(labels.shape))) + 1
-    boxes = ndimage.find_objects(labels)  # bounding box of class c at index c - 1, or None
-    for class_id, tight in enumerate(boxes, start=1):
-        if tight is None:
-            continue
-        box = tuple(slice(max(s.start - margin, 0), s.stop + margin) for s in tight)
-        dist = edt.edt(np.ascontiguousarray(labels[box] != class_id), black_border=False)
-        b1, b2 = d1[box], d2[box]  # views: the running two smallest distances
-        np.minimum(b2, np.maximum(b1, dist), out=b2)
-        np.minimum(b1, dist, out=b1)
+    d1, d2, _ = class_distances(_check_labels(labels), max_mm=max_distance_vox)
     return d1, d2
 
 

@@ -10,16 +10,12 @@ from scipy import ndimage
 
 from hipseg.core.labels import DEFAULT_LABELS
 from hipseg.core.volume import Volume, apply_affine, voxel_spacing_mm
+from hipseg.demo import DemoSettings, demo_label_maps
 from hipseg.io import read_labels
 from hipseg.phantom import LabelPhantomSettings, make_case_from_labels
-from hipseg.phantom.appearance import (
-    TISSUES,
-    AppearanceRanges,
-    draw_appearance,
-    scanner_effects,
-    tissue_image,
-)
+from hipseg.phantom.appearance import AppearanceRanges, draw_appearance
 from hipseg.phantom.coarse import fill_joint_spaces, merge_femoral_heads
+from hipseg.phantom.ct import TISSUES, scanner_effects, tissue_image
 from hipseg.phantom.variants import (
     VariantSettings,
     deform_labels,
@@ -27,7 +23,6 @@ from hipseg.phantom.variants import (
     mirror_left_right,
     resample_labels,
 )
-from hipseg.workflows.demo import DemoSettings, demo_label_maps
 from synthetic import oblique_affine, touching_pairs
 
 

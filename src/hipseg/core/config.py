@@ -20,6 +20,7 @@ from hipseg.core.labels import DEFAULT_LABELS, LabelTable
 
 __all__ = [
     "FINETUNE_TRAIN",
+    "W0_WITHOUT_EROSION",
     "AugmentConfig",
     "HipsegConfig",
     "ModelConfig",
@@ -112,6 +113,10 @@ class ModelConfig:
     def in_channels(self) -> int:
         """Input channels of the network: the scaled CT, and the lateral coordinate if on."""
         return 2 if self.lateral_channel else 1
+
+
+#: The paper's weight-map height without erosion (with it: ``WeightMapConfig.w0``'s default).
+W0_WITHOUT_EROSION = 10.0
 
 
 @dataclass(frozen=True)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-__all__ = ["ConfigError", "HipsegError", "InputError"]
+__all__ = ["ConfigError", "HipsegError", "InputError", "VolumeError"]
 
 
 class HipsegError(Exception):
@@ -36,3 +36,12 @@ class ConfigError(HipsegError):
     """A configuration value or file is invalid."""
 
     exit_code = 2
+
+
+class VolumeError(ValueError):
+    """A volume's content cannot be processed (no intensity spread, too large for memory).
+
+    Raised by the numerical layers, which know no file names; the caller that read the volume
+    turns it into an :class:`InputError` naming the file. Any other exception is a bug and
+    keeps its traceback.
+    """

@@ -12,16 +12,26 @@ from hipseg.io.formats import (
     image_format,
     output_suffix,
 )
-from hipseg.io.images import read_image, read_labels, reference_affine, write_image, write_labels
+from hipseg.io.images import (
+    read_image,
+    read_labels,
+    read_map,
+    reference_affine,
+    write_image,
+    write_labels,
+)
 from hipseg.io.layouts import MPUNET_SPLITS, find_dataset, find_label_maps, is_dataset_root
+from hipseg.io.outputs import DERIVED_SUFFIXES, PredictionFiles
 
 __all__ = [
+    "DERIVED_SUFFIXES",
     "IMAGE_SUFFIXES",
     "MPUNET_SPLITS",
     "NIFTI_SUFFIXES",
     "OUTPUT_FORMATS",
     "Case",
     "Dataset",
+    "PredictionFiles",
     "case_id",
     "find_cases",
     "find_dataset",
@@ -33,6 +43,7 @@ __all__ = [
     "output_suffix",
     "read_image",
     "read_labels",
+    "read_map",
     "reference_affine",
     "write_image",
     "write_labels",

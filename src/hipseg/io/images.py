@@ -23,7 +23,8 @@ from hipseg.io.formats import OUTPUT_FORMATS, image_format
 from hipseg.io.itk import read_itk, read_itk_geometry, write_itk
 from hipseg.io.nnunet import label_lookup
 
-__all__ = ["read_image", "read_labels", "reference_affine", "write_image", "write_labels"]
+__all__ = ["read_image", "read_labels", "read_map", "reference_affine", "write_image",
+           "write_labels"]
 
 AFFINE_TOLERANCE_MM = 1e-3
 
@@ -84,6 +85,28 @@ def read_image(path: Path, *, series_uid: str | None = None) -> Volume:
     if image.min() == image.max():
         raise InputError(path, f"image is constant (every voxel is {float(image.min()):g}): nothing to segment")
     return Volume(image, affine)
+
+
+def read_map(path: Path, reference: Volume) -> Volume:
+    """Read a float map that belongs to ``reference``'s grid (probabilities, disagreement).
+
+    Unlike :func:`read_image` a constant map is fine (every view agreeing gives zeros).
+
+    Raises
+    ------
+    InputError
+        As :func:`read_image` for unreadable files, NaN or infinite values, and a shape or
+        affine that differs from ``reference``'s.
+    """
+    data, affine = _load(path)
+    values = np.asarray(data, dtype=np.float32)
+    if not np.all(np.isfinite(values)):
+        raise InputError(path, "map contains NaN or infinite values")
+    if values.shape != reference.shape:
+        raise InputError(path, f"shape {values.shape} differs from the image's {reference.shape}")
+    if not np.allclose(affine, reference.affine, atol=AFFINE_TOLERANCE_MM):
+        raise InputError(path, "affine differs from the image's (not the same grid)")
+    return Volume(values, affine)
 
 
 def read_labels(path: Path, labels: LabelTable, reference: Volume | None = None) -> Volume:

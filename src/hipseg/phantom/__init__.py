@@ -2,7 +2,7 @@
 
 Three sources of anatomy: :func:`make_case_from_labels` turns a real label map (and new
 anatomies made from it) into a CT on its own grid, with literature-based tissues and scanner
-effects (:mod:`hipseg.phantom.appearance`); :func:`make_procedural_case` builds a random pelvis
+effects (:mod:`hipseg.phantom.ct`, ranges in :mod:`hipseg.phantom.appearance`); :func:`make_procedural_case` builds a random pelvis
 from implicit shapes; :func:`make_case_from_meshes` voxelises real closed bone meshes. Each
 gives a :class:`PhantomCase` with a CT-like image, accurate labels, and coarse labels with the
 joint spaces filled in, as in poor public data.

@@ -5,6 +5,8 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage
 
+from hipseg.distances import class_distances, per_class_distances
+
 __all__ = ["FEMUR_HIP_PAIRS", "enforce_gaps", "fill_joint_spaces", "merge_femoral_heads",
            "nearest_two_bones"]
 
@@ -53,30 +55,7 @@ def nearest_two_bones(
         Class of the nearest foreground voxel (0 where ``d1`` is ``inf``).
     """
     labels = _check_labels(labels)
-    spacing = _check_spacing(spacing_mm)
-    d1 = np.full(labels.shape, np.inf, np.float32)
-    d2 = np.full(labels.shape, np.inf, np.float32)
-    nearest = np.zeros_like(labels)
-    margin = np.ceil(max_distance_mm / spacing).astype(int) + 1
-    boxes = ndimage.find_objects(labels.astype(np.int64, copy=False))
-    for index, box in enumerate(boxes):
-        if box is None:
-            continue
-        class_id = index + 1
-        box = tuple(
-            slice(max(s.start - m, 0), min(s.stop + m, n))
-            for s, m, n in zip(box, margin, labels.shape, strict=True)
-        )
-        outside = labels[box] != class_id
-        dist = ndimage.distance_transform_edt(outside, sampling=spacing).astype(np.float32)
-        b1, b2, bn = d1[box], d2[box], nearest[box]  # views into the full arrays
-        closer = dist < b1
-        second = ~closer & (dist < b2)
-        b2[closer] = b1[closer]
-        b1[closer] = dist[closer]
-        bn[closer] = class_id
-        b2[second] = dist[second]
-    return d1, d2, nearest
+    return class_distances(labels, spacing_mm=_check_spacing(spacing_mm), max_mm=max_distance_mm)
 
 
 def fill_joint_spaces(labels: np.ndarray, spacing_mm: np.ndarray, max_gap_mm: float) -> np.ndarray:
@@ -181,14 +160,10 @@ def merge_femoral_heads(labels: np.ndarray, spacing_mm: np.ndarray, reach_mm: fl
     labels = _check_labels(labels)
     spacing = _check_spacing(spacing_mm)
     out = labels.copy()
-    margin = np.ceil(reach_mm / spacing).astype(int) + 1
-    for femur, hip in femur_hip_pairs:
-        boxes = ndimage.find_objects((labels == femur).astype(np.uint8))
-        if not boxes or not (labels == hip).any():
-            continue
-        box = tuple(slice(max(s.start - m, 0), min(s.stop + m, n))
-                    for s, m, n in zip(boxes[0], margin, labels.shape, strict=True))
-        sub = labels[box]
-        distance = ndimage.distance_transform_edt(sub != hip, sampling=spacing)
-        out[box][(sub == femur) & (distance <= reach_mm)] = hip
+    femur_of = {hip: femur for femur, hip in femur_hip_pairs}
+    for class_id, box, distance in per_class_distances(labels, spacing_mm=spacing,
+                                                      max_mm=reach_mm):
+        if class_id in femur_of:
+            sub = labels[box]
+            out[box][(sub == femur_of[class_id]) & (distance <= reach_mm)] = class_id
     return out

@@ -7,8 +7,9 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from hipseg.core.volume import Volume
-from hipseg.phantom.appearance import AppearanceRanges, draw_appearance, simulate_ct
+from hipseg.phantom.appearance import AppearanceRanges, draw_appearance
 from hipseg.phantom.coarse import fill_joint_spaces, merge_femoral_heads
+from hipseg.phantom.ct import simulate_ct
 from hipseg.phantom.procedural import PhantomCase
 from hipseg.phantom.variants import VariantSettings, make_variant, resample_labels
 

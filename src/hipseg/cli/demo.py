@@ -1,0 +1,26 @@
+"""``hipseg demo``: phantoms -> pre-train -> fine-tune -> predict -> evaluate."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from hipseg.cli.options import add_common, add_device
+
+__all__ = ["add_parser", "run"]
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("demo", help="phantoms -> pre-train -> fine-tune -> predict -> evaluate")
+    p.add_argument("--out", type=Path, default=Path("demo_output"))
+    p.add_argument("--seed", type=int, default=0)
+    add_device(p)
+    add_common(p)
+
+
+def run(args: argparse.Namespace) -> None:
+    from hipseg.demo import run_demo
+    from hipseg.runtime.device import select_device
+
+    run_demo(args.out, seed=args.seed, device=select_device(args.device),
+             progress=not args.no_progress)

@@ -1,0 +1,110 @@
+"""``hipseg predict``: segment CT scans."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from hipseg.cli.options import (
+    add_common,
+    add_connectivity,
+    add_device,
+    add_eps,
+    add_min_gap,
+    add_predict_scaling,
+)
+
+__all__ = ["add_parser", "run"]
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("predict", help="segment CT scans")
+    p.add_argument("model", type=Path, help="model folder")
+    p.add_argument("inputs", type=Path, nargs="+",
+                   help="images (NIfTI, NRRD, MetaImage) or DICOM series folders")
+    p.add_argument("--out", type=Path, required=True, help="output folder")
+    p.add_argument("--output-format", choices=("nifti", "nrrd", "metaimage", "input"),
+                   default="nifti",
+                   help="format of the written maps: nifti (default), nrrd, metaimage (.mha), or "
+                        "input (each input's own; not for DICOM)")
+    p.add_argument("--series-uid", metavar="UID",
+                   help="DICOM series to read from a folder (default: the one with most slices)")
+    p.add_argument("--crop", action="store_true",
+                   help="segment only the hip region of a larger scan: a coarse pass of the model "
+                        "finds the bones, the box around them plus --crop-margin-mm is segmented "
+                        "and pasted back onto the input's grid (background elsewhere)")
+    p.add_argument("--crop-margin-mm", type=float, default=20.0, metavar="MM",
+                   help="margin around the coarsely found bones (default 20)")
+    p.add_argument("--save-probabilities", action="store_true",
+                   help="also write <case>_probabilities.nii.gz (fused, classes last)")
+    p.add_argument("--save-uncertainty", action="store_true",
+                   help="also write <case>_uncertainty.nii.gz: fraction of views voting against "
+                        "the fused label")
+    p.add_argument("--no-postprocess", action="store_true",
+                   help="skip post-processing (symmetric connected components, then the gap "
+                        "guarantee: no two bones touch)")
+    add_min_gap(p)
+    p.add_argument("--meshes", action="store_true",
+                   help="also write one closed surface mesh per bone to OUT/meshes (STL)")
+    p.add_argument("--report", action="store_true",
+                   help="also write an HTML QC report per scan to OUT/reports (implies "
+                        "--save-uncertainty)")
+    p.add_argument("--overwrite", action="store_true",
+                   help="predict again where OUT/<case>.nii.gz exists (default: skip it)")
+    p.add_argument("--max-memory-gb", type=float,
+                   help="refuse scans whose prediction needs more (default: 80%% of the memory)")
+    add_connectivity(p)
+    add_eps(p)
+    add_device(p)
+    add_predict_scaling(p)
+    add_common(p)
+
+
+def run(args: argparse.Namespace) -> None:
+    from hipseg.inference.batch import predict_files_in_workers, select_part
+    from hipseg.inference.files import PredictOptions
+    from hipseg.io import case_id
+    from hipseg.runtime.device import select_device
+    from hipseg.runtime.model_io import load_model
+
+    options = PredictOptions(postprocess=not args.no_postprocess, connectivity=args.connectivity,
+                             min_gap_mm=args.min_gap_mm,
+                             collision_eps_mm=args.eps, save_probabilities=args.save_probabilities,
+                             save_uncertainty=args.save_uncertainty or args.report,
+                             overwrite=args.overwrite,
+                             max_memory_gb=args.max_memory_gb,
+                             output_format=args.output_format, series_uid=args.series_uid,
+                             precision=args.precision,
+                             crop_margin_mm=args.crop_margin_mm if args.crop else None)
+    device = select_device(args.device)
+    inputs = select_part(args.inputs, args.num_parts, args.part_id)
+    model = load_model(args.model, device)
+    summaries = predict_files_in_workers(model, args.model, inputs, args.out, options=options,
+                                         workers=args.workers, threads=args.threads,
+                                         progress=not args.no_progress)
+    print(f"{'case':<24} {'|E|':>8} {'eps mm':>7} {'disagreement':>12} {'moved':>7} "
+          f"{'removed':>8} {'gap':>6}  empty classes")
+    for s in summaries:
+        print(f"{s.case_id:<24} {s.collisions:>8} {s.collision_eps_mm:>7.2f} "
+              f"{s.mean_disagreement:>12.3f} {s.voxels_moved:>7} {s.voxels_removed:>8} "
+              f"{s.gap_voxels_changed:>6}  {', '.join(s.empty_classes) or '-'}")
+    print(f"wrote {len(summaries)} label map(s) to {args.out} (|E|: bone voxels within eps of "
+          "another bone; gap: voxels cleared so no two bones touch)")
+    mesh_reports = {}
+    if args.meshes and summaries:
+        from hipseg.qc.meshing import mesh_files
+
+        reports = mesh_files([s.path for s in summaries], args.out / "meshes", model.config.labels,
+                             min_gap_mm=args.min_gap_mm)
+        mesh_reports = {report["case"]: report for report in reports}
+        print(f"meshes and their QC written to {args.out / 'meshes'}")
+    if args.report and summaries:
+        from hipseg.io import PredictionFiles
+        from hipseg.qc.report import write_case_report
+
+        images = {case_id(path): path for path in args.inputs}
+        for s in summaries:
+            write_case_report(images[s.case_id], s.path, args.out / "reports", model.config.labels,
+                              uncertainty_path=PredictionFiles.beside(s.path).uncertainty,
+                              mesh_qc=mesh_reports.get(s.case_id), eps_mm=args.eps)
+        print(f"QC reports written to {args.out / 'reports'}")

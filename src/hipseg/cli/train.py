@@ -1,0 +1,90 @@
+"""``hipseg train``: train a model (from scratch, or from --init to fine-tune)."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+from pathlib import Path
+
+from hipseg.cli.options import (
+    add_common,
+    add_optimiser_options,
+    add_training_device,
+    add_weight_map_options,
+    print_result,
+    train_settings,
+    training_run,
+    weight_map_config,
+)
+from hipseg.core.config import (
+    HipsegConfig,
+)
+from hipseg.models.registry import ARCHITECTURES
+
+__all__ = ["add_parser", "run"]
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("train", help="train a model (from scratch, or from --init to fine-tune)")
+    p.add_argument("data", type=Path,
+                   help="dataset folder: images/ and a labels folder (MPUNet: train/ and val/ "
+                        "with these), or an nnU-Net v2 dataset (imagesTr, labelsTr, dataset.json)")
+    p.add_argument("--out", type=Path, required=True, help="model folder to write")
+    p.add_argument("--labels-dir", default="labels",
+                   help="labels subfolder: labels (accurate) or labels_coarse (default labels)")
+    p.add_argument("--init", type=Path, metavar="MODEL", help="start from this model (all layers)")
+    p.add_argument("--resume", action="store_true",
+                   help="continue an interrupted run in --out after its last completed epoch")
+    defaults = HipsegConfig()
+    add_optimiser_options(p, defaults.train)
+    p.add_argument("--views", type=int, default=defaults.views.n_views, help="number of views")
+    p.add_argument("--base-width", type=int, default=defaults.model.base_width)
+    p.add_argument("--depth", type=int, default=defaults.model.depth)
+    p.add_argument("--architecture", choices=sorted(ARCHITECTURES),
+                   default=defaults.model.architecture,
+                   help="unet2d: the multi-planar method; unet3d: 3D UNet on patches (baseline)")
+    p.add_argument("--patch-vox", type=int, default=defaults.model.patch_vox,
+                   help="unet3d: patch side in voxels")
+    p.add_argument("--no-lateral-channel", action="store_true",
+                   help="the CT alone as input, without the patient-side (RAS x) channel")
+    p.add_argument("--dim", type=int, default=0,
+                   help="plane side in pixels (default: 75th percentile of the training scans)")
+    p.add_argument("--sphere-mm", type=float, default=0.0,
+                   help="sampling sphere diameter in mm (default: 75th percentile)")
+    p.add_argument("--min-pixel-mm", type=float, default=defaults.sampling.min_pixel_spacing_mm,
+                   help="floor on the pixel spacing in mm: a measured dim is lowered until its "
+                        "pixels are at least this large (default %(default)s; 0: the paper's "
+                        "rule, pixels as fine as the training scans' voxels)")
+    p.add_argument("--weight-map", action="store_true",
+                   help="weight the loss by the distance weight map (off for pre-training on "
+                        "coarse labels, as the paper; finetune has it on)")
+    add_weight_map_options(p)
+    add_training_device(p)
+    add_common(p)
+
+
+def run(args: argparse.Namespace) -> None:
+    from hipseg.io import find_dataset
+    from hipseg.training.train import train
+
+    defaults = HipsegConfig()
+    config = dataclasses.replace(
+        defaults,
+        views=dataclasses.replace(defaults.views, n_views=args.views),
+        sampling=dataclasses.replace(defaults.sampling, dim=args.dim,
+                                     sphere_diameter_mm=args.sphere_mm,
+                                     min_pixel_spacing_mm=args.min_pixel_mm),
+        model=dataclasses.replace(defaults.model, base_width=args.base_width, depth=args.depth,
+                                  architecture=args.architecture, patch_vox=args.patch_vox,
+                                  lateral_channel=not args.no_lateral_channel),
+        train=train_settings(args, defaults.train),
+        weight_map=weight_map_config(args, args.weight_map),
+        augment=dataclasses.replace(defaults.augment, fraction=args.elastic_fraction),
+    )
+    # MPUNet's test split stays out of training; train() draws its own validation cases.
+    cases = find_dataset(args.data, labels_dir=args.labels_dir, splits=("train", "val")).cases()
+    with training_run(args) as run:
+        result = train(cases, config, args.out, device=run.device, init_model=args.init,
+                       resume=args.resume, weight_cache=args.weight_cache,
+                       progress=not args.no_progress, run=run, precision=args.precision)
+        print_result(result, run)

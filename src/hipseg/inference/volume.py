@@ -1,0 +1,223 @@
+"""Predicting one volume: every plane of every view, mapped back onto the voxel grid, summed,
+argmax. No files: a :class:`~hipseg.core.volume.Volume` in, a :class:`Prediction` out."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from hipseg.core.errors import VolumeError
+from hipseg.core.volume import Volume
+from hipseg.fusion import ViewAggregator
+from hipseg.inference.predict3d import predict_probabilities_3d
+from hipseg.models.unet2d import fused_for_inference
+from hipseg.preprocess import network_input
+from hipseg.runtime.device import autocast_dtype, physical_memory_bytes
+from hipseg.runtime.model_io import LoadedModel
+from hipseg.views.grid import StackWindow, ViewGrid, prediction_grid, stack_window
+from hipseg.views.sampling import sample_planes
+
+__all__ = [
+    "DEFAULT_CONTEXT_PX",
+    "MAX_BATCH_PIXELS",
+    "Prediction",
+    "estimate_prediction_bytes",
+    "planes_per_batch",
+    "predict_stack",
+    "predict_volume",
+    "view_geometry",
+]
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, eq=False)
+class Prediction:
+    """A fused prediction on the input's voxel grid.
+
+    ``labels`` ``(X, Y, Z)`` uint8; ``probabilities`` ``(C, X, Y, Z)`` float32, the views'
+    summed probabilities normalised to sum to 1 in every voxel (a view that does not reach a
+    voxel adds nothing to it); ``disagreement`` ``(X, Y, Z)`` float32.
+    """
+
+    labels: np.ndarray
+    probabilities: np.ndarray
+    disagreement: np.ndarray
+
+
+#: Pixels of air kept around a scan's projection in each plane (``context_px``); see
+#: :func:`hipseg.views.grid.stack_window` and ``docs/performance.md`` for the agreement measured.
+DEFAULT_CONTEXT_PX = 32
+
+#: Pixels per network batch at most: the activations grow with a batch's pixels, and 16 planes
+#: of ~400 x 400 px (a 415 x 244 x 266 CT at 0.8 mm pixels) helped that scan to a 4.4 GiB peak.
+MAX_BATCH_PIXELS = 2**20
+
+
+def estimate_prediction_bytes(shape: tuple[int, int, int], n_classes: int,
+                              stack_dim: int, in_channels: int = 2) -> int:
+    """Peak bytes :func:`predict_volume` needs for a scan, from its arrays.
+
+    Per voxel: the image and the network's ``in_channels`` input channels (float32), the summed probabilities (``C``
+    float32), the vote counters (``C + 1`` bytes), one slab's mapped values, the output maps;
+    plus one view's tiled probability stack, at most ``C * (dim + 2)**3`` float32. The fusion
+    streams, so nothing grows with the number of views.
+    """
+    voxels = int(np.prod(shape))
+    per_voxel = 4 * (1 + in_channels) + 4 * n_classes + (n_classes + 1) + 4 + 1
+    return voxels * per_voxel + 4 * n_classes * (stack_dim + 2) ** 3
+
+
+def view_geometry(model: LoadedModel, image: Volume, context_px: int | None = DEFAULT_CONTEXT_PX
+                  ) -> list[tuple[ViewGrid, StackWindow, np.ndarray]]:
+    """Per view of ``model``: its plane grid over ``image``, the window of that stack the
+    network runs on (``context_px`` as :func:`hipseg.views.grid.stack_window`), and the
+    ``(4, 4)`` matrix from that window's stack index to voxel index."""
+    multiple = model.network.size_multiple
+    geometry = []
+    for direction in np.asarray(model.config.views.directions):
+        grid = prediction_grid(direction, image.center_mm, image.extent_mm,
+                               model.config.sampling.pixel_spacing_mm, multiple)
+        window = stack_window(grid, image.affine, image.shape, context_px=context_px,
+                              multiple_of=multiple)
+        geometry.append((grid, window, grid.stack_to_voxel(image.affine) @ window.shift()))
+    return geometry
+
+
+def predict_volume(model: LoadedModel, image: Volume, *, batch_size: int = 16,
+                   max_memory_bytes: int | None = None, progress: bool = True,
+                   precision: str = "auto", context_px: int | None = DEFAULT_CONTEXT_PX
+                   ) -> Prediction:
+    """Segment one scan with all of the model's views (SPEC step 7), or with the 3D
+    baseline's sliding window (:data:`PREDICTORS` by ``model.architecture``).
+
+    Each view's planes are cut from the scan in batches, run through the network (batch norms
+    folded, channels-last, autocast per ``precision``) under ``torch.inference_mode``, kept as
+    one tiled stack, and mapped back slab by slab straight into the running sum, so memory does
+    not grow with the number of views.
+
+    Parameters
+    ----------
+    image : Volume
+        CT intensities in HU, shape (X, Y, Z).
+    max_memory_bytes : int, optional
+        Refuse (:class:`VolumeError` with the estimate and the limit) a scan whose prediction would
+        need more; default 80 % of the physical memory.
+    precision : {"auto", "fp32", "bf16", "fp16"}
+        Autocast dtype of the network (:func:`hipseg.runtime.device.autocast_dtype`).
+    context_px : int or None
+        Pixels of air kept around the scan in each plane; ``None`` predicts whole planes.
+
+    Raises
+    ------
+    VolumeError
+        The scan is too large, or its intensities cannot be scaled.
+    """
+    return PREDICTORS[model.config.model.architecture](
+        model, image, batch_size=batch_size, max_memory_bytes=max_memory_bytes,
+        progress=progress, precision=precision, context_px=context_px)
+
+
+def _predict_patches(model: LoadedModel, image: Volume, *, progress: bool = True,
+                     **_: object) -> Prediction:
+    """The ablation's 3D baseline: a sliding window, no views to fuse (no disagreement)."""
+    probabilities = predict_probabilities_3d(model, image, progress=progress)
+    return Prediction(probabilities.argmax(0).astype(np.uint8), probabilities,
+                      np.zeros(image.shape, np.float32))
+
+
+def _predict_views(model: LoadedModel, image: Volume, *, batch_size: int,
+                   max_memory_bytes: int | None, progress: bool, precision: str,
+                   context_px: int | None) -> Prediction:
+    """Every plane of every view of the model, fused (see :func:`predict_volume`)."""
+    config, network, device = model.config, model.network, model.device
+    limit = int(0.8 * physical_memory_bytes()) if max_memory_bytes is None else max_memory_bytes
+    largest = prediction_grid(np.eye(3)[0], image.center_mm, image.extent_mm,
+                              config.sampling.pixel_spacing_mm, network.size_multiple)
+    needed = estimate_prediction_bytes(image.shape, config.labels.n_classes, largest.dim,
+                                       config.model.in_channels)
+    if needed > limit:
+        raise VolumeError(f"predicting this {image.shape} scan needs about {needed / 2**30:.1f} GiB, "
+                         f"more than the limit of {limit / 2**30:.1f} GiB (--max-memory-gb); "
+                         "crop the scan or raise the limit")
+    channels, fill_values = network_input(image.data, image.affine,
+                                          clip_below_hu=config.preprocess.clip_below_hu,
+                                          lateral_channel=config.model.lateral_channel)
+    volume = torch.from_numpy(channels).to(device)
+    fill_value = tuple(fill_values.tolist())
+    fast = fused_for_inference(network).to(memory_format=torch.channels_last)
+    dtype = autocast_dtype(device, precision)
+    aggregator = ViewAggregator(config.labels.n_classes, image.shape, device=device)
+    directions = np.asarray(config.views.directions)
+    for view, (_, window, to_voxel) in enumerate(view_geometry(model, image, context_px)):
+        stack = predict_stack(fast, volume, to_voxel, window, fill_value=fill_value,
+                              batch_size=batch_size, autocast=dtype,
+                              progress_desc=f"view {view + 1}/{len(directions)}" if progress
+                              else None)
+        aggregator.add_stack(stack, to_voxel)
+        del stack
+    summed, labels, disagreement = aggregator.finalize()
+    summed /= summed.sum(0).clamp(min=1e-12)  # in place: the sum is not needed any more
+    return Prediction(labels=labels.cpu().numpy(), probabilities=summed.cpu().numpy(),
+                      disagreement=disagreement.cpu().numpy())
+
+
+def planes_per_batch(batch_size: int, n_rows: int, n_cols: int) -> int:
+    """At most ``batch_size`` planes of ``n_rows x n_cols`` pixels, and at most
+    :data:`MAX_BATCH_PIXELS` pixels per batch (always at least one plane)."""
+    return max(1, min(batch_size, MAX_BATCH_PIXELS // (n_rows * n_cols)))
+
+
+def predict_stack(network: torch.nn.Module, volume: torch.Tensor, to_voxel: np.ndarray,
+                  window: StackWindow, *, fill_value: float | tuple[float, ...], batch_size: int = 16,
+                  autocast: torch.dtype | None = None,
+                  progress_desc: str | None = None) -> torch.Tensor:
+    """Class probabilities of every plane of one view's (cropped) stack.
+
+    Planes go through the network ``batch_size`` at a time, fewer where they are so large that
+    a batch would pass :data:`MAX_BATCH_PIXELS`.
+
+    Parameters
+    ----------
+    network : Module
+        In eval mode, on the volume's device; returns logits ``(B, C, R, K)``.
+    volume : Tensor, shape (C, X, Y, Z), float32
+        The pre-processed scan.
+    to_voxel : ndarray, shape (4, 4)
+        From cropped-stack index to voxel index.
+    window : StackWindow
+        Planes, rows and columns of the cropped stack.
+    autocast : torch.dtype, optional
+        Run the network under autocast to this dtype (softmax stays float32).
+
+    Returns
+    -------
+    Tensor, shape (window.n_planes, window.n_rows, window.n_cols, C), float32
+        Classes last, as :meth:`hipseg.fusion.ViewAggregator.add_stack` reads them.
+    """
+    stack: torch.Tensor | None = None
+    batch_size = planes_per_batch(batch_size, window.n_rows, window.n_cols)
+    starts = range(0, window.n_planes, batch_size)
+    with torch.inference_mode(), torch.autocast(volume.device.type, dtype=autocast,
+                                                enabled=autocast is not None):
+        for start in tqdm(starts, desc=progress_desc, disable=progress_desc is None, leave=False):
+            planes = torch.arange(start, min(start + batch_size, window.n_planes),
+                                  device=volume.device)
+            slices = sample_planes(volume, to_voxel, planes, (window.n_rows, window.n_cols),
+                                   fill_value=fill_value)
+            logits = network(slices.contiguous(memory_format=torch.channels_last))
+            probabilities = torch.softmax(logits.float(), dim=1)
+            if stack is None:
+                stack = torch.empty((window.n_planes, window.n_rows, window.n_cols,
+                                     probabilities.shape[1]), device=volume.device)
+            stack[start : start + len(planes)] = probabilities.permute(0, 2, 3, 1)
+    return stack
+
+
+#: How each architecture predicts a volume (keys of
+#: :data:`hipseg.models.registry.ARCHITECTURES`).
+PREDICTORS = {"unet2d": _predict_views, "unet3d": _predict_patches}

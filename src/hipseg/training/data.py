@@ -1,0 +1,195 @@
+"""Training data in memory: pre-processed scans and random planes cut from them."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from hipseg.core.config import HipsegConfig
+from hipseg.core.errors import InputError, VolumeError
+from hipseg.io import Case, read_image, read_labels
+from hipseg.preprocess import network_input
+from hipseg.runtime.device import physical_memory_bytes
+from hipseg.training.weightmaps import cached_weight_map
+from hipseg.views.grid import ViewGrid
+from hipseg.views.sampling import sample_planes
+
+__all__ = ["PlaneSampler", "TrainingScan", "coarsen_dim", "load_training_scans",
+           "measure_plane_size"]
+
+#: Foreground voxels kept per scan to aim planes at bone (a random subset is plenty).
+MAX_FOREGROUND_POINTS = 20_000
+
+
+@dataclass(frozen=True, eq=False)
+class TrainingScan:
+    """A pre-processed scan ready for plane sampling.
+
+    ``image`` and ``labels`` are ``(1, X, Y, Z)`` float32 tensors; ``weights`` the loss weight
+    map ``(1, X, Y, Z)`` float32, or None when the loss is unweighted; ``foreground_mm`` is
+    ``(N, 3)`` RAS positions of (a subset of) foreground voxels.
+    """
+
+    case_id: str
+    image: torch.Tensor
+    labels: torch.Tensor
+    affine: np.ndarray
+    shape: tuple[int, int, int]
+    extent_mm: np.ndarray
+    center_mm: np.ndarray
+    fill_value: tuple[float, ...]
+    foreground_mm: np.ndarray
+    weights: torch.Tensor | None = None
+
+
+def load_training_scans(cases: list[Case], config: HipsegConfig, device: torch.device,
+                        progress: bool = True, *,
+                        weight_cache: Path | None = None) -> list[TrainingScan]:
+    """Read, validate and pre-process each case's image and label map.
+
+    With ``config.weight_map.enabled`` each scan also gets its weight map, from the cache
+    (``weight_cache``, default ``DATA/weightmaps``) or computed and cached.
+    """
+    rng = np.random.default_rng(config.train.seed)
+    scans = []
+    limit = int(0.8 * physical_memory_bytes())
+    held = 0
+    for case in tqdm(cases, desc="loading scans", disable=not progress, leave=False):
+        image = read_image(case.image)
+        # image, its network channels, float labels (and weights), 4 bytes each, stay in memory
+        per_voxel = 4 * (2 + config.model.in_channels + config.weight_map.enabled)
+        held += per_voxel * int(np.prod(image.shape))
+        if held > limit:
+            raise InputError(case.image, f"the training scans up to this one need about "
+                                         f"{held / 2**30:.1f} GiB in memory, more than the limit "
+                                         f"of {limit / 2**30:.1f} GiB; use fewer or smaller scans")
+        labels = read_labels(case.labels, config.labels, reference=image)
+        try:
+            channels, fill_values = network_input(
+                image.data, image.affine, clip_below_hu=config.preprocess.clip_below_hu,
+                lateral_channel=config.model.lateral_channel)
+        except VolumeError as err:
+            raise InputError(case.image, str(err)) from None
+        ijk = np.argwhere(labels.data > 0)
+        if len(ijk) > MAX_FOREGROUND_POINTS:
+            ijk = ijk[rng.choice(len(ijk), MAX_FOREGROUND_POINTS, replace=False)]
+        foreground_mm = ijk @ image.affine[:3, :3].T + image.affine[:3, 3]
+        weights = None
+        if config.weight_map.enabled:
+            weights = torch.from_numpy(cached_weight_map(case, labels, config.weight_map,
+                                                         cache_root=weight_cache))[None].to(device)
+        scans.append(TrainingScan(
+            case_id=case.case_id,
+            image=torch.from_numpy(channels).to(device),
+            labels=torch.from_numpy(labels.data.astype(np.float32))[None].to(device),
+            affine=image.affine,
+            shape=image.shape,
+            extent_mm=image.extent_mm,
+            center_mm=image.center_mm,
+            fill_value=tuple(fill_values.tolist()),
+            foreground_mm=foreground_mm,
+            weights=weights,
+        ))
+    return scans
+
+
+def measure_plane_size(shapes: list[tuple[int, int, int]], extents_mm: list[np.ndarray],
+                       percentile: float, multiple_of: int) -> tuple[int, float]:
+    """SPEC step 2: ``dim`` and sphere diameter from the training scans.
+
+    Parameters
+    ----------
+    shapes : list of (int, int, int)
+        Voxel counts of each training scan.
+    extents_mm : list of ndarray, shape (3,)
+        Physical extent of each training scan along its axes, mm.
+
+    Returns
+    -------
+    dim : int
+        ``percentile`` of the voxel counts over all axes and scans, rounded up to a multiple of
+        ``multiple_of``.
+    sphere_diameter_mm : float
+        ``percentile`` of the physical extents (mm) over all axes and scans.
+    """
+    counts = np.concatenate([np.asarray(shape, float) for shape in shapes])
+    extents = np.concatenate([np.asarray(e, float) for e in extents_mm])
+    dim = multiple_of * math.ceil(float(np.percentile(counts, percentile)) / multiple_of)
+    return dim, float(np.percentile(extents, percentile))
+
+
+def coarsen_dim(dim: int, sphere_diameter_mm: float, min_pixel_spacing_mm: float,
+                multiple_of: int) -> int:
+    """The largest ``dim`` (a multiple of ``multiple_of``, at most ``dim``) whose pixel spacing
+    ``sphere_diameter_mm / dim`` is at least ``min_pixel_spacing_mm``; ``dim`` unchanged when
+    its spacing is coarse enough already or the floor is 0."""
+    if min_pixel_spacing_mm <= 0 or sphere_diameter_mm / dim >= min_pixel_spacing_mm:
+        return dim
+    steps = math.floor(sphere_diameter_mm / (min_pixel_spacing_mm * multiple_of))
+    return multiple_of * max(1, steps)
+
+
+class PlaneSampler:
+    """Cuts random training planes: a random scan, a random view, a random plane.
+
+    A fraction ``foreground_plane_fraction`` of the planes passes through a random bone voxel,
+    the rest lie uniformly within the sphere.
+    """
+
+    #: Planes get the elastic augmentation (SPEC step 5).
+    elastic = True
+
+    def __init__(self, scans: list[TrainingScan], directions: np.ndarray, dim: int,
+                 pixel_spacing_mm: float, foreground_plane_fraction: float) -> None:
+        if not scans:
+            raise ValueError("no training scans")
+        self.scans = scans
+        self.directions = np.asarray(directions, float)
+        self.dim = dim
+        self.pixel_spacing_mm = pixel_spacing_mm
+        self.foreground_plane_fraction = foreground_plane_fraction
+
+    def grid(self, scan: TrainingScan, view: int) -> ViewGrid:
+        return ViewGrid(self.directions[view], scan.center_mm, self.pixel_spacing_mm,
+                        self.dim, self.dim)
+
+    def sample(self, batch_size: int, rng: np.random.Generator
+               ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """A batch of planes.
+
+        Returns
+        -------
+        images : Tensor, shape (B, C, dim, dim), float32
+            ``C``: ``config.model.in_channels`` (scaled CT, lateral coordinate).
+        labels : Tensor, shape (B, dim, dim), int64
+        weights : Tensor, shape (B, dim, dim), float32
+            The weight map's slice (trilinear; 1 outside the scan), or ones without a map.
+        """
+        images, labels, weights = [], [], []
+        for _ in range(batch_size):
+            scan = self.scans[rng.integers(len(self.scans))]
+            view = int(rng.integers(len(self.directions)))
+            grid = self.grid(scan, view)
+            normal = grid.direction / np.linalg.norm(grid.direction)
+            if len(scan.foreground_mm) and rng.random() < self.foreground_plane_fraction:
+                point = scan.foreground_mm[rng.integers(len(scan.foreground_mm))]
+                offset_mm = float(np.dot(point - scan.center_mm, normal))
+            else:
+                half = self.dim * self.pixel_spacing_mm / 2.0
+                offset_mm = float(rng.uniform(-half, half))
+            plane = torch.tensor([grid.plane_index_of_offset(offset_mm)], device=scan.image.device)
+            to_voxel = grid.stack_to_voxel(scan.affine)
+            images.append(sample_planes(scan.image, to_voxel, plane, self.dim,
+                                        mode="bilinear", fill_value=scan.fill_value))
+            labels.append(sample_planes(scan.labels, to_voxel, plane, self.dim, mode="nearest"))
+            if scan.weights is None:
+                weights.append(torch.ones_like(labels[-1]))
+            else:
+                weights.append(sample_planes(scan.weights, to_voxel, plane, self.dim,
+                                             mode="bilinear", fill_value=1.0))
+        return torch.cat(images), torch.cat(labels)[:, 0].round().long(), torch.cat(weights)[:, 0]

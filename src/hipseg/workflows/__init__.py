@@ -1,1 +1,0 @@
-"""Workflows: orchestration of the numerical stages over files, with progress bars."""

@@ -1,0 +1,30 @@
+"""The demo's wiring, at a size that runs in seconds (the full demo is `make demo`)."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+import torch
+
+from hipseg.core.config import HipsegConfig, ModelConfig, TrainConfig, ViewConfig
+from hipseg.demo import DemoSettings, run_demo
+
+
+@pytest.mark.slow
+def test_tiny_demo_writes_every_stage(tmp_path, capsys):
+    tiny_train = TrainConfig(epochs=1, steps_per_epoch=2, batch_size=4, val_planes=4)
+    settings = DemoSettings(
+        pretrain_maps=("a7w",), pretrain_variants=1, finetune_maps=("s20", "s22"),
+        test_maps=("s27",), pretrain=tiny_train, finetune=tiny_train,
+        base_config=dataclasses.replace(HipsegConfig(), views=ViewConfig(n_views=3),
+                                        model=ModelConfig(base_width=4, depth=2)),
+    )
+    evaluation = run_demo(tmp_path, device=torch.device("cpu"), progress=False, settings=settings)
+    assert [row["case"] for row in evaluation.rows] == ["s27"]
+    assert (tmp_path / "predictions" / "s27.nii.gz").is_file()
+    assert (tmp_path / "data" / "pretrain" / "labels_coarse" / "a7w_v01.nii.gz").is_file()
+    assert (tmp_path / "models" / "finetuned" / "model.pt").is_file()
+    assert (tmp_path / "evaluation.csv").is_file()
+    printed = capsys.readouterr().out
+    assert "dice_mean" in printed and str(tmp_path) in printed

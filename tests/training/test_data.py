@@ -1,0 +1,85 @@
+"""Training planes: the weight map's slice is cut on the image's plane (trilinear)."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import torch
+
+from hipseg.core.config import HipsegConfig, SamplingConfig
+from hipseg.core.volume import Volume
+from hipseg.training.data import PlaneSampler, TrainingScan, coarsen_dim, measure_plane_size
+from hipseg.training.train import complete_geometry
+from hipseg.views.directions import view_directions
+from synthetic import oblique_affine
+
+
+def _scan(rng, weights: bool) -> TrainingScan:
+    shape = (14, 12, 10)
+    affine = oblique_affine()
+    field = torch.from_numpy(rng.uniform(1, 21, size=shape).astype(np.float32))[None]
+    labels = torch.from_numpy(rng.integers(0, 6, size=shape).astype(np.float32))[None]
+    volume = Volume(field[0].numpy(), affine)
+    return TrainingScan("a", field, labels, affine, shape, volume.extent_mm, volume.center_mm,
+                        1.0, np.zeros((0, 3)), field if weights else None)
+
+
+def test_weights_are_sampled_on_the_image_plane(rng):
+    scan = _scan(rng, weights=True)  # image and weight map hold the same values
+    sampler = PlaneSampler([scan], view_directions(4, 30.0, rng), 16, 1.5, 0.5)
+    images, labels, weights = sampler.sample(6, np.random.default_rng(0))
+    assert weights.shape == labels.shape == (6, 16, 16) and weights.dtype == torch.float32
+    torch.testing.assert_close(weights, images[:, 0], rtol=1e-6, atol=1e-5)
+    assert (weights > 1).any() and (weights == 1).any(), "planes reach inside and outside"
+
+
+def test_no_weight_map_gives_ones(rng):
+    sampler = PlaneSampler([_scan(rng, weights=False)], view_directions(3, 30.0, rng), 16, 1.5, 0.5)
+    _, _, weights = sampler.sample(3, rng)
+    assert torch.equal(weights, torch.ones(3, 16, 16))
+
+
+def test_plane_size_is_the_75th_percentile_over_axes_and_scans(rng):
+    scans = [_scan(rng, weights=False) for _ in range(2)]
+    scans[1] = TrainingScan("b", scans[1].image, scans[1].labels, scans[1].affine, (40, 7, 9),
+                            np.array([100.0, 20.0, 30.0]), scans[1].center_mm, 1.0,
+                            np.zeros((0, 3)))
+    dim, diameter = measure_plane_size([s.shape for s in scans], [s.extent_mm for s in scans],
+                                       75.0, 16)
+    counts = sorted([14, 12, 10, 40, 7, 9])  # 75th percentile by linear interpolation: 13.5
+    assert dim == 16 and np.percentile(counts, 75) == 13.5
+    extents = np.concatenate([scans[0].extent_mm, [100.0, 20.0, 30.0]])
+    assert diameter == np.percentile(extents, 75)
+
+
+def test_set_plane_size_overrides_the_measured_one(rng):
+    config = dataclasses.replace(HipsegConfig(), sampling=SamplingConfig(dim=32))
+    completed = complete_geometry(config, [_scan(rng, weights=False)], 16)
+    assert completed.sampling.dim == 32
+    scan = _scan(rng, weights=False)
+    assert completed.sampling.sphere_diameter_mm == measure_plane_size(
+        [scan.shape], [scan.extent_mm], 75.0, 16)[1]
+    assert len(completed.views.directions) == 6
+
+
+def test_coarsen_dim_keeps_the_pixels_at_least_as_large_as_the_floor():
+    assert coarsen_dim(352, 290.0, 2.0, 16) == 144  # 290 / 2 = 145 px, down to a multiple of 16
+    assert 290.0 / 144 >= 2.0 > 290.0 / 160
+    assert coarsen_dim(128, 340.0, 2.0, 16) == 128, "2.66 mm pixels are coarse enough already"
+    assert coarsen_dim(352, 290.0, 0.0, 16) == 352, "no floor: the paper's rule"
+    assert coarsen_dim(64, 20.0, 2.0, 16) == 16, "never below one multiple"
+
+
+def test_measured_plane_size_honours_the_pixel_floor_but_not_an_explicit_dim(rng):
+    scan = _scan(rng, weights=False)  # 14 x 12 x 10 voxels of 1 mm: ~1 mm pixels by the rule
+    floor = dataclasses.replace(HipsegConfig(), sampling=SamplingConfig(min_pixel_spacing_mm=0.8))
+    rule = dataclasses.replace(HipsegConfig(), sampling=SamplingConfig(min_pixel_spacing_mm=0.0))
+    coarse = dataclasses.replace(HipsegConfig(), sampling=SamplingConfig(min_pixel_spacing_mm=2.0,
+                                                                         sphere_diameter_mm=40.0))
+    explicit = dataclasses.replace(coarse, sampling=dataclasses.replace(coarse.sampling, dim=48))
+    by_rule = complete_geometry(rule, [scan], 8).sampling
+    assert complete_geometry(floor, [scan], 8).sampling.dim == by_rule.dim == 16
+    assert by_rule.pixel_spacing_mm < 2.0
+    assert complete_geometry(coarse, [scan], 8).sampling.dim == 16  # 40 mm / 2 mm = 20 -> 16
+    assert complete_geometry(explicit, [scan], 8).sampling.dim == 48
