@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from hipseg.cli.options import add_common, add_model_labels, labels_of
+from hipseg.cli.options import add_common, add_labels_dir, add_model_labels, labels_of
 from hipseg.core.errors import InputError
 
 __all__ = ["add_parser", "run"]
@@ -14,7 +14,7 @@ __all__ = ["add_parser", "run"]
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("check", help="check every image and label map of a dataset folder")
     p.add_argument("data", type=Path, help="dataset folder (hipseg/MPUNet or nnU-Net v2 layout)")
-    p.add_argument("--labels-dir", default="labels", help="labels subfolder (default labels)")
+    add_labels_dir(p)
     add_model_labels(p)
     add_common(p)
 

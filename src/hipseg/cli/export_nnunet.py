@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from hipseg.cli.options import add_common, add_model_labels, labels_of
+from hipseg.cli.options import add_common, add_labels_dir, add_model_labels, labels_of
 
 __all__ = ["add_parser", "run"]
 
@@ -15,7 +15,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("data", type=Path, help="dataset folder (hipseg/MPUNet layout)")
     p.add_argument("--out", type=Path, required=True,
                    help="nnU-Net dataset folder to write (e.g. nnUNet_raw/Dataset501_Hip)")
-    p.add_argument("--labels-dir", default="labels", help="labels subfolder (default labels)")
+    add_labels_dir(p)
     add_model_labels(p)
     add_common(p)
 

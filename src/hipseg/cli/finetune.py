@@ -8,6 +8,7 @@ from pathlib import Path
 
 from hipseg.cli.options import (
     add_common,
+    add_labels_dir,
     add_optimiser_options,
     add_training_device,
     add_weight_map_options,
@@ -29,7 +30,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("model", type=Path, help="model folder to start from (e.g. pre-trained)")
     p.add_argument("data", type=Path, help="folder with images/ and a labels folder")
     p.add_argument("--out", type=Path, required=True, help="new model folder to write")
-    p.add_argument("--labels-dir", default="labels", help="labels subfolder (default labels)")
+    add_labels_dir(p)
     p.add_argument("--continue", dest="continue_training", action="store_true",
                    help="interactive round: also train on the scans MODEL was fine-tuned on")
     p.add_argument("--resume", action="store_true",

@@ -24,6 +24,15 @@ if TYPE_CHECKING:  # imported when training runs, not for every verb's --help
     from hipseg.training.train import TrainResult
 
 
+#: The accurate labels' subfolder of a dataset (coarse ones: ``labels_coarse``).
+LABELS_DIR = "labels"
+
+
+def add_labels_dir(parser: argparse.ArgumentParser, extra_help: str = "") -> None:
+    parser.add_argument("--labels-dir", default=LABELS_DIR,
+                        help=f"labels subfolder{extra_help} (default {LABELS_DIR})")
+
+
 def add_common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-progress", action="store_true", help="hide progress bars")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")

@@ -63,7 +63,6 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> None:
     from hipseg.inference.batch import predict_files_in_workers, select_part
     from hipseg.inference.files import PredictOptions
-    from hipseg.io import case_id
     from hipseg.runtime.device import select_device
     from hipseg.runtime.model_io import load_model
 
@@ -90,21 +89,13 @@ def run(args: argparse.Namespace) -> None:
               f"{s.gap_voxels_changed:>6}  {', '.join(s.empty_classes) or '-'}")
     print(f"wrote {len(summaries)} label map(s) to {args.out} (|E|: bone voxels within eps of "
           "another bone; gap: voxels cleared so no two bones touch)")
-    mesh_reports = {}
-    if args.meshes and summaries:
-        from hipseg.qc.meshing import mesh_files
+    if args.meshes or args.report:
+        from hipseg.qc.after_prediction import meshes_and_reports
 
-        reports = mesh_files([s.path for s in summaries], args.out / "meshes", model.config.labels,
-                             min_gap_mm=args.min_gap_mm)
-        mesh_reports = {report["case"]: report for report in reports}
-        print(f"meshes and their QC written to {args.out / 'meshes'}")
-    if args.report and summaries:
-        from hipseg.io import PredictionFiles
-        from hipseg.qc.report import write_case_report
-
-        images = {case_id(path): path for path in args.inputs}
-        for s in summaries:
-            write_case_report(images[s.case_id], s.path, args.out / "reports", model.config.labels,
-                              uncertainty_path=PredictionFiles.beside(s.path).uncertainty,
-                              mesh_qc=mesh_reports.get(s.case_id), eps_mm=args.eps)
-        print(f"QC reports written to {args.out / 'reports'}")
+        mesh_dir, report_dir = meshes_and_reports(
+            summaries, args.inputs, args.out, model.config.labels, meshes=args.meshes,
+            reports=args.report, min_gap_mm=args.min_gap_mm, eps_mm=args.eps)
+        if mesh_dir is not None:
+            print(f"meshes and their QC written to {mesh_dir}")
+        if report_dir is not None:
+            print(f"QC reports written to {report_dir}")

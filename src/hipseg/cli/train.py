@@ -8,6 +8,7 @@ from pathlib import Path
 
 from hipseg.cli.options import (
     add_common,
+    add_labels_dir,
     add_optimiser_options,
     add_training_device,
     add_weight_map_options,
@@ -30,8 +31,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="dataset folder: images/ and a labels folder (MPUNet: train/ and val/ "
                         "with these), or an nnU-Net v2 dataset (imagesTr, labelsTr, dataset.json)")
     p.add_argument("--out", type=Path, required=True, help="model folder to write")
-    p.add_argument("--labels-dir", default="labels",
-                   help="labels subfolder: labels (accurate) or labels_coarse (default labels)")
+    add_labels_dir(p, ": labels (accurate) or labels_coarse")
     p.add_argument("--init", type=Path, metavar="MODEL", help="start from this model (all layers)")
     p.add_argument("--resume", action="store_true",
                    help="continue an interrupted run in --out after its last completed epoch")

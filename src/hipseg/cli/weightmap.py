@@ -7,6 +7,7 @@ from pathlib import Path
 
 from hipseg.cli.options import (
     add_common,
+    add_labels_dir,
     add_model_labels,
     add_weight_map_options,
     labels_of,
@@ -19,7 +20,7 @@ __all__ = ["add_parser", "run"]
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("weightmap", help="precompute the loss weight maps of a dataset (cached)")
     p.add_argument("data", type=Path, help="folder with images/ and a labels folder")
-    p.add_argument("--labels-dir", default="labels", help="labels subfolder (default labels)")
+    add_labels_dir(p)
     add_weight_map_options(p)
     p.add_argument("--write-nifti", action="store_true",
                    help="also write <case>_weights.nii.gz beside each cached map, to look at")
