@@ -127,7 +127,7 @@ def test_tie_goes_to_the_component_first_in_scan_order():
     [
         (np.zeros((4, 4), np.uint8), {}, "3D"),
         (np.zeros((4, 4, 4), float), {}, "integer"),
-        (np.full((4, 4, 4), 6, np.uint8), {}, "label table"),
+        (np.full((4, 4, 4), 6, np.uint8), {}, r"allowed are 0\.\.5"),
         (np.zeros((4, 4, 4), np.uint8), {"connectivity": 8}, "connectivity"),
     ],
 )

@@ -32,6 +32,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from hipseg.distances import per_class_distances
+from hipseg.labelmap import check_labels, check_spacing
 
 __all__ = ["collision_map", "collision_pairs", "count_collisions", "default_eps_mm", "pair_code"]
 
@@ -191,18 +192,8 @@ def _nearest_other_class(
 def _check_inputs(
     labels: np.ndarray, spacing_mm: Sequence[float], eps_mm: float
 ) -> tuple[np.ndarray, np.ndarray, float]:
-    labels = np.asarray(labels)
-    if labels.ndim != 3:
-        raise ValueError(f"labels must be a 3D array (X, Y, Z), got shape {labels.shape}")
-    if not (np.issubdtype(labels.dtype, np.integer) or labels.dtype == bool):
-        raise ValueError(f"labels must be an integer array, got dtype {labels.dtype}")
-    if labels.size and (labels.min() < 0 or labels.max() > _MAX_LABEL):
-        raise ValueError(
-            f"labels must lie in 0..{_MAX_LABEL}, got [{labels.min()}, {labels.max()}]"
-        )
-    spacing = np.asarray(spacing_mm, dtype=np.float64)
-    if spacing.shape != (3,) or not np.all(np.isfinite(spacing)) or np.any(spacing <= 0):
-        raise ValueError(f"spacing_mm must be 3 positive finite numbers, got {spacing_mm!r}")
+    labels = check_labels(labels, max_id=_MAX_LABEL)
+    spacing = check_spacing(spacing_mm)
     eps = float(eps_mm)
     if not (np.isfinite(eps) and eps >= 0):
         raise ValueError(f"eps_mm must be a finite number >= 0, got {eps_mm!r}")

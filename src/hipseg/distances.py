@@ -15,14 +15,13 @@ import edt
 import numpy as np
 from scipy import ndimage
 
+from hipseg.labelmap import check_spacing
+
 __all__ = ["class_boxes", "class_distances", "distance_to_class", "per_class_distances"]
 
 
 def _spacing(spacing_mm: Sequence[float] | None, ndim: int) -> np.ndarray:
-    spacing = np.ones(ndim) if spacing_mm is None else np.asarray(spacing_mm, np.float64).reshape(-1)
-    if spacing.shape != (ndim,) or not np.all(spacing > 0):
-        raise ValueError(f"spacing_mm must be {ndim} positive numbers, got {spacing_mm}")
-    return spacing
+    return np.ones(ndim) if spacing_mm is None else check_spacing(spacing_mm, ndim)
 
 
 def class_boxes(labels: np.ndarray, margin_vox: Sequence[int] | int = 0

@@ -19,6 +19,7 @@ import numpy as np
 from scipy import ndimage
 
 from hipseg.distances import class_distances
+from hipseg.labelmap import check_spacing
 
 __all__ = [
     "average_surface_distance",
@@ -117,7 +118,7 @@ def surface_distances(
     surface, cropped to the bounding box of both masks (exact: nearest surface voxels lie in it).
     """
     pred, ref = _check_masks(pred_mask, ref_mask)
-    spacing = _check_spacing(spacing_mm, pred.ndim)
+    spacing = check_spacing(spacing_mm, pred.ndim)
     box = _bounding_box(pred | ref)
     if box is None:
         return np.zeros(0), np.zeros(0)
@@ -273,7 +274,7 @@ def gap_region(
     if not (np.isfinite(threshold) and threshold > 0):
         raise ValueError(f"threshold must be a positive finite number, got {threshold!r}")
     spacing = (
-        np.ones(labels.ndim) if spacing_mm is None else _check_spacing(spacing_mm, labels.ndim)
+        np.ones(labels.ndim) if spacing_mm is None else check_spacing(spacing_mm, labels.ndim)
     )
     # Distances >= threshold cannot give d1 + d2 < threshold: inf beyond it is exact here.
     d1, d2, _ = class_distances(labels, spacing_mm=spacing, max_mm=threshold)
@@ -370,10 +371,3 @@ def _check_masks(pred_mask: np.ndarray, ref_mask: np.ndarray) -> tuple[np.ndarra
     if pred.shape != ref.shape:
         raise ValueError(f"shapes differ: {pred.shape} vs {ref.shape}")
     return pred, ref
-
-
-def _check_spacing(spacing_mm: Sequence[float], ndim: int) -> np.ndarray:
-    spacing = np.asarray(spacing_mm, dtype=np.float64)
-    if spacing.shape != (ndim,) or not np.all(np.isfinite(spacing)) or np.any(spacing <= 0):
-        raise ValueError(f"spacing_mm must be {ndim} positive finite numbers, got {spacing_mm!r}")
-    return spacing

@@ -33,6 +33,7 @@ import numpy as np
 
 from hipseg.core.labels import LabelTable
 from hipseg.distances import per_class_distances
+from hipseg.labelmap import check_labels
 
 __all__ = [
     "PostprocessReport",
@@ -156,19 +157,9 @@ def symmetric_components_with_report(
 
 def _check_labels(labels: np.ndarray, table: LabelTable) -> np.ndarray:
     """The label map as a C-contiguous uint8 array (a copy or the input; never written to)."""
-    labels = np.asarray(labels)
-    if labels.ndim != 3:
-        raise ValueError(f"labels must be a 3D array (X, Y, Z), got shape {labels.shape}")
-    if not (np.issubdtype(labels.dtype, np.integer) or labels.dtype == bool):
-        raise ValueError(f"labels must be an integer array, got dtype {labels.dtype}")
-    if labels.size and (labels.min() < 0 or labels.max() >= table.n_classes):
-        raise ValueError(
-            f"labels hold ids in [{labels.min()}, {labels.max()}]; the label table knows "
-            f"0..{table.n_classes - 1}"
-        )
     if table.n_classes > 256:
         raise ValueError(f"at most 256 classes fit in uint8, the table has {table.n_classes}")
-    return np.ascontiguousarray(labels, dtype=np.uint8)
+    return np.ascontiguousarray(check_labels(labels, max_id=table.n_classes - 1), dtype=np.uint8)
 
 
 def _partners(table: LabelTable) -> dict[int, int]:

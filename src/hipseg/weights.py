@@ -18,6 +18,7 @@ import edt
 import numpy as np
 
 from hipseg.distances import class_distances
+from hipseg.labelmap import check_labels
 
 __all__ = [
     "NEGLIGIBLE_TERM",
@@ -36,15 +37,6 @@ def negligible_distance_vox(w0: float, sigma_vox: float) -> float:
     if w0 <= NEGLIGIBLE_TERM:
         return 0.0
     return sigma_vox * math.sqrt(2.0 * math.log(w0 / NEGLIGIBLE_TERM))
-
-
-def _check_labels(labels: np.ndarray) -> np.ndarray:
-    labels = np.asarray(labels)
-    if labels.ndim != 3:
-        raise ValueError(f"labels must be a 3D array (X, Y, Z), got shape {labels.shape}")
-    if not np.issubdtype(labels.dtype, np.integer) or (labels.size and labels.min() < 0):
-        raise ValueError(f"labels must be non-negative integers, got dtype {labels.dtype}")
-    return np.ascontiguousarray(labels)
 
 
 def erode_labels(labels: np.ndarray, radius_vox: float) -> np.ndarray:
@@ -66,7 +58,7 @@ def erode_labels(labels: np.ndarray, radius_vox: float) -> np.ndarray:
     -------
     ndarray, shape (X, Y, Z), the input's dtype
     """
-    labels = _check_labels(labels)
+    labels = check_labels(labels)
     if radius_vox <= 0:
         return labels.copy()
     distance = edt.edt(labels, black_border=False)
@@ -91,7 +83,7 @@ def two_nearest_class_distances(labels: np.ndarray, max_distance_vox: float = ma
     d1, d2 : ndarray, shape (X, Y, Z), float32
         ``inf`` where fewer than one (two) classes are present.
     """
-    d1, d2, _ = class_distances(_check_labels(labels), max_mm=max_distance_vox)
+    d1, d2, _ = class_distances(check_labels(labels), max_mm=max_distance_vox)
     return d1, d2
 
 

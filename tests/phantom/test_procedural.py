@@ -9,7 +9,6 @@ from scipy import ndimage
 from hipseg.core.volume import apply_affine, patient_side_of_voxels
 from hipseg.phantom import (
     PhantomSettings,
-    enforce_gaps,
     fill_joint_spaces,
     labels_to_ct,
     make_procedural_case,
@@ -128,27 +127,6 @@ def test_image_intensities(case):
     assert 100 < np.median(image[deep]) < 500
     soft = ~ndimage.binary_dilation(bone, iterations=3) & (image > -500)
     assert -150 < np.median(image[soft]) < 100
-
-
-def test_enforce_gaps_only_clears_contested_voxels_of_higher_ids():
-    rng = np.random.default_rng(5)
-    grid = np.indices((24, 22, 20)).transpose(1, 2, 3, 0)
-    labels = np.zeros((24, 22, 20), np.uint8)
-    for index in range(8):
-        center, radius = rng.uniform(0, 20, 3), rng.uniform(3, 7)
-        labels[np.linalg.norm(grid - center, axis=-1) <= radius] = index % 5 + 1
-    before = labels.copy()
-    out = enforce_gaps(labels)
-    np.testing.assert_array_equal(labels, before)  # input untouched
-    assert touching_pairs(labels) and touching_pairs(out) == set()
-    changed = out != labels
-    assert np.all(out[changed] == 0)
-    assert not np.any(changed & (labels == 1))  # the lowest id is never cut
-    # a voxel with no other class among its 26 neighbours is kept
-    lowest_other = ndimage.minimum_filter(np.where(labels == 0, 255, labels), size=3)
-    highest_other = ndimage.maximum_filter(labels, size=3)
-    alone = (labels != 0) & (lowest_other == labels) & (highest_other == labels)
-    assert not np.any(changed & alone)
 
 
 def test_fill_joint_spaces_on_two_slabs():

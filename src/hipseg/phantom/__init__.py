@@ -8,7 +8,7 @@ gives a :class:`PhantomCase` with a CT-like image, accurate labels, and coarse l
 joint spaces filled in, as in poor public data.
 """
 
-from hipseg.phantom.coarse import enforce_gaps, fill_joint_spaces
+from hipseg.phantom.coarse import fill_joint_spaces
 from hipseg.phantom.from_labels import LabelPhantomSettings, make_case_from_labels
 from hipseg.phantom.intensities import labels_to_ct
 from hipseg.phantom.meshes import make_case_from_meshes
@@ -18,7 +18,6 @@ __all__ = [
     "LabelPhantomSettings",
     "PhantomCase",
     "PhantomSettings",
-    "enforce_gaps",
     "fill_joint_spaces",
     "labels_to_ct",
     "make_case_from_labels",

@@ -1,30 +1,14 @@
-"""Gaps between bones: close them (coarse labels) or guarantee them (accurate labels)."""
+"""Closing the gaps between bones, as coarse labels do (the gap guarantee of accurate labels is
+:func:`hipseg.postprocess.enforce_min_gap`, the one gap rule)."""
 
 from __future__ import annotations
 
 import numpy as np
-from scipy import ndimage
 
 from hipseg.distances import class_distances, per_class_distances
+from hipseg.labelmap import check_labels, check_spacing
 
-__all__ = ["FEMUR_HIP_PAIRS", "enforce_gaps", "fill_joint_spaces", "merge_femoral_heads",
-           "nearest_two_bones"]
-
-
-def _check_labels(labels: np.ndarray) -> np.ndarray:
-    labels = np.asarray(labels)
-    if labels.ndim != 3:
-        raise ValueError(f"labels must be 3D (X, Y, Z), got shape {labels.shape}")
-    if not np.issubdtype(labels.dtype, np.integer):
-        raise ValueError(f"labels must be integers, got {labels.dtype}")
-    return labels
-
-
-def _check_spacing(spacing_mm: np.ndarray) -> np.ndarray:
-    spacing = np.asarray(spacing_mm, dtype=np.float64).reshape(-1)
-    if spacing.shape != (3,) or not np.all(spacing > 0):
-        raise ValueError(f"spacing_mm must be 3 positive numbers, got {spacing_mm}")
-    return spacing
+__all__ = ["FEMUR_HIP_PAIRS", "fill_joint_spaces", "merge_femoral_heads", "nearest_two_bones"]
 
 
 def nearest_two_bones(
@@ -54,8 +38,8 @@ def nearest_two_bones(
     nearest : ndarray, shape (X, Y, Z), same dtype as ``labels``
         Class of the nearest foreground voxel (0 where ``d1`` is ``inf``).
     """
-    labels = _check_labels(labels)
-    return class_distances(labels, spacing_mm=_check_spacing(spacing_mm), max_mm=max_distance_mm)
+    labels = check_labels(labels)
+    return class_distances(labels, spacing_mm=check_spacing(spacing_mm), max_mm=max_distance_mm)
 
 
 def fill_joint_spaces(labels: np.ndarray, spacing_mm: np.ndarray, max_gap_mm: float) -> np.ndarray:
@@ -79,8 +63,8 @@ def fill_joint_spaces(labels: np.ndarray, spacing_mm: np.ndarray, max_gap_mm: fl
     ndarray, shape (X, Y, Z), same dtype as ``labels``
         A new label map; every foreground voxel of ``labels`` keeps its class.
     """
-    labels = _check_labels(labels)
-    spacing = _check_spacing(spacing_mm)
+    labels = check_labels(labels)
+    spacing = check_spacing(spacing_mm)
     if max_gap_mm < 0:
         raise ValueError(f"max_gap_mm must be >= 0, got {max_gap_mm}")
     limit = max_gap_mm + float(spacing.max())
@@ -88,45 +72,6 @@ def fill_joint_spaces(labels: np.ndarray, spacing_mm: np.ndarray, max_gap_mm: fl
     fill = (labels == 0) & (d1 + d2 <= limit)
     out = labels.copy()
     out[fill] = nearest[fill]
-    return out
-
-
-def enforce_gaps(labels: np.ndarray) -> np.ndarray:
-    """Make sure no two different foreground classes are 26-neighbours.
-
-    Classes are visited in increasing id order; a voxel of class ``c`` that touches (26-
-    connectivity) a voxel of a class with a *smaller* id, as already cleaned, becomes
-    background. With the default ids the femurs (1, 2) are never cut, the hip bones (3, 4)
-    lose their voxels next to the femurs, the sacrum (5) its voxels next to the hip bones.
-
-    Parameters
-    ----------
-    labels : ndarray, shape (X, Y, Z), integer
-        0 is background.
-
-    Returns
-    -------
-    ndarray, shape (X, Y, Z), same dtype as ``labels``
-        A new label map in which every foreground voxel's 26 neighbours are background or of
-        its own class.
-    """
-    labels = _check_labels(labels)
-    out = labels.copy()
-    class_ids = [int(c) for c in np.unique(out) if c != 0]
-    cube = np.ones((3, 3, 3), bool)
-    for index, class_id in enumerate(class_ids[1:], start=1):
-        mask = out == class_id
-        box = ndimage.find_objects(mask.astype(np.uint8))[0]
-        box = tuple(
-            slice(max(s.start - 1, 0), min(s.stop + 1, n))
-            for s, n in zip(box, out.shape, strict=True)
-        )
-        sub = out[box]
-        lower = np.isin(sub, class_ids[:index])
-        if not lower.any():
-            continue
-        near_lower = ndimage.binary_dilation(lower, structure=cube)
-        sub[(sub == class_id) & near_lower] = 0
     return out
 
 
@@ -157,8 +102,8 @@ def merge_femoral_heads(labels: np.ndarray, spacing_mm: np.ndarray, reach_mm: fl
     ndarray, shape (X, Y, Z), same dtype as ``labels``
         Only femur voxels change, and only to their side's hip id.
     """
-    labels = _check_labels(labels)
-    spacing = _check_spacing(spacing_mm)
+    labels = check_labels(labels)
+    spacing = check_spacing(spacing_mm)
     out = labels.copy()
     femur_of = {hip: femur for femur, hip in femur_hip_pairs}
     for class_id, box, distance in per_class_distances(labels, spacing_mm=spacing,

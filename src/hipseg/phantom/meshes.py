@@ -13,11 +13,12 @@ from scipy import ndimage
 from hipseg.core.errors import InputError
 from hipseg.core.labels import DEFAULT_LABELS, LabelTable
 from hipseg.core.volume import Volume
-from hipseg.phantom.coarse import enforce_gaps, fill_joint_spaces
+from hipseg.phantom.coarse import fill_joint_spaces
 from hipseg.phantom.intensities import labels_to_ct
 from hipseg.phantom.procedural import PhantomCase
 from hipseg.phantom.shapes import LEFT_X_SIGN
 from hipseg.phantom.voxelize import voxelize_closed_mesh
+from hipseg.postprocess import enforce_min_gap
 
 logger = logging.getLogger(__name__)
 
@@ -91,7 +92,7 @@ def make_case_from_meshes(
     CarGen meshes are stored that way), x is negated, so that in the returned volumes left
     bones lie where :func:`hipseg.core.volume.patient_side_of_voxels` says left. Voxel centres
     inside each mesh get its class (an exact ray-parity test); where meshes overlap, the lower
-    class id wins. Then :func:`~hipseg.phantom.coarse.enforce_gaps`, synthetic intensities and
+    class id wins. Then :func:`~hipseg.postprocess.enforce_min_gap`, synthetic intensities and
     coarse labels with the joint spaces closed.
 
     Parameters
@@ -172,7 +173,7 @@ def make_case_from_meshes(
     label_map = np.zeros(shape, np.uint8)
     for name, vertices, faces in sorted(bones, key=lambda b: -labels.id_of(b[0])):
         label_map[voxelize_closed_mesh(vertices, faces, lo, spacing, shape)] = labels.id_of(name)
-    label_map = enforce_gaps(label_map)
+    label_map = enforce_min_gap(label_map, spacing)[0]
 
     gap_mm = _smallest_joint_gap(label_map, spacing, labels)
     image = labels_to_ct(label_map, spacing, rng, noise_hu=noise_hu)

@@ -19,8 +19,9 @@ from hipseg.phantom.anatomy import (
     sacrum_sdf,
     side_signs,
 )
-from hipseg.phantom.coarse import enforce_gaps, fill_joint_spaces
+from hipseg.phantom.coarse import fill_joint_spaces
 from hipseg.phantom.intensities import labels_to_ct
+from hipseg.postprocess import enforce_min_gap
 
 __all__ = [
     "COARSE_MARGIN_MM",
@@ -107,7 +108,7 @@ def make_procedural_case(
     The anatomy (sacrum, two hip bones, two proximal femurs) is built from implicit shapes on
     the voxel centres' scanner coordinates, with a random size, pose, joint-space width and
     voxel spacing. The hip bones are cut back so that they keep the joint space from the femurs
-    and the sacrum, and :func:`~hipseg.phantom.coarse.enforce_gaps` guarantees that no two
+    and the sacrum, and :func:`~hipseg.postprocess.enforce_min_gap` guarantees that no two
     bones are 26-neighbours. The same generator state gives identical arrays and affines.
 
     Parameters
@@ -259,4 +260,4 @@ def _rasterise(
         labels[mask] = DEFAULT_LABELS.id_of(name)
     for name in ("femur_right", "femur_left"):
         labels[masks[name]] = DEFAULT_LABELS.id_of(name)
-    return enforce_gaps(labels)
+    return enforce_min_gap(labels, spacing)[0]
