@@ -100,7 +100,10 @@ def body_midline_x_mm(image_hu: np.ndarray, affine: np.ndarray,
     float
         RAS x in mm; the x of the array's centre when nothing is above the threshold.
     """
-    x_mm = ras_x_mm(np.shape(image_hu), affine)
+    return _body_median_x(image_hu, ras_x_mm(np.shape(image_hu), affine), body_threshold_hu)
+
+
+def _body_median_x(image_hu: np.ndarray, x_mm: np.ndarray, body_threshold_hu: float) -> float:
     body = np.asarray(image_hu) > body_threshold_hu
     return float(np.median(x_mm[body] if body.any() else x_mm))
 
@@ -116,7 +119,11 @@ def lateral_coordinate(shape: tuple[int, int, int], affine: np.ndarray,
     -------
     ndarray, shape ``shape``, float32
     """
-    x_mm = ras_x_mm(shape, affine)
+    return _lateral_from_x(ras_x_mm(shape, affine), midline_x_mm)
+
+
+def _lateral_from_x(x_mm: np.ndarray, midline_x_mm: float) -> np.ndarray:
+    """``(x_mm - midline_x_mm) / LATERAL_SCALE_MM``, in place on ``x_mm`` (float32)."""
     x_mm -= np.float32(midline_x_mm)
     x_mm /= np.float32(LATERAL_SCALE_MM)
     return x_mm
@@ -148,6 +155,7 @@ def network_input(image_hu: np.ndarray, affine: np.ndarray, *, clip_below_hu: fl
     scaled = preprocess_image(image_hu, clip_below_hu)
     if not lateral_channel:
         return scaled[None], np.array([float(scaled.min())])
-    midline = body_midline_x_mm(image_hu, affine)
-    lateral = lateral_coordinate(scaled.shape, affine, midline)
+    # one RAS x grid serves both the midline and the channel
+    x_mm = ras_x_mm(scaled.shape, affine)
+    lateral = _lateral_from_x(x_mm, _body_median_x(image_hu, x_mm, BODY_THRESHOLD_HU))
     return np.stack([scaled, lateral]), np.array([float(scaled.min()), 0.0])

@@ -6,7 +6,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["Volume", "apply_affine", "patient_side_of_voxels", "voxel_spacing_mm"]
+__all__ = ["Volume", "apply_affine", "array_axis_nearest", "patient_side_of_voxels",
+           "voxel_spacing_mm"]
 
 
 def voxel_spacing_mm(affine: np.ndarray) -> np.ndarray:
@@ -18,6 +19,12 @@ def voxel_spacing_mm(affine: np.ndarray) -> np.ndarray:
         Length in mm of a step along each array axis.
     """
     return np.linalg.norm(np.asarray(affine, dtype=np.float64)[:3, :3], axis=0)
+
+
+def array_axis_nearest(affine: np.ndarray, ras_axis: int) -> int:
+    """The array axis whose direction is closest to RAS axis ``ras_axis`` (0 x, 1 y, 2 z)."""
+    columns = np.asarray(affine, np.float64)[:3, :3]
+    return int(np.argmax(np.abs(columns[ras_axis]) / np.linalg.norm(columns, axis=0)))
 
 
 def apply_affine(affine: np.ndarray, points: np.ndarray) -> np.ndarray:

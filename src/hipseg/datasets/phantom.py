@@ -125,16 +125,17 @@ def write_label_cases(out_dir: Path, paths: Sequence[Path], seed: int, *, varian
     """
     if variants < 0:
         raise InputError(Path(out_dir), f"--variants must be >= 0, got {variants}")
-    jobs = [(index, Path(path), v) for index, path in enumerate(paths)
-            for v in range(variants + 1)]
     names = []
-    for index, path, v in tqdm(jobs, desc="phantoms", disable=not progress):
-        labels = read_labels(path, DEFAULT_LABELS)
-        case = make_case_from_labels(labels, np.random.default_rng([seed, index, v]),
-                                     variant=v > 0, settings=settings)
-        name = case_id(path) if v == 0 else f"{case_id(path)}_v{v:02d}"
-        write_case(out_dir, name, case)
-        names.append(name)
+    with tqdm(total=len(paths) * (variants + 1), desc="phantoms", disable=not progress) as bar:
+        for index, path in enumerate(paths):
+            labels = read_labels(path, DEFAULT_LABELS)  # once per map, for all its variants
+            for v in range(variants + 1):
+                case = make_case_from_labels(labels, np.random.default_rng([seed, index, v]),
+                                             variant=v > 0, settings=settings)
+                name = case_id(path) if v == 0 else f"{case_id(path)}_v{v:02d}"
+                write_case(out_dir, name, case)
+                names.append(name)
+                bar.update()
     logger.info("wrote %d phantom cases from %d label maps to %s", len(names), len(paths),
                 out_dir)
     return names

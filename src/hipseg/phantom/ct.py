@@ -13,7 +13,8 @@ import numpy as np
 from scipy import ndimage
 from skimage.morphology import convex_hull_image
 
-from hipseg.core.volume import voxel_spacing_mm
+from hipseg.core.volume import array_axis_nearest, voxel_spacing_mm
+from hipseg.distances import class_boxes
 from hipseg.phantom.appearance import Appearance, draw_appearance
 from hipseg.phantom.coarse import nearest_two_bones
 
@@ -80,8 +81,8 @@ def tissue_image(labels: np.ndarray, affine: np.ndarray, rng: np.random.Generato
     bone = labels != 0
     paint = _Painter(labels.shape)
 
-    body, skin_depth_mm, bone_distance_mm = _body(bone, spacing, _axis_nearest_z(affine), look,
-                                                  rng)
+    body, skin_depth_mm, bone_distance_mm = _body(bone, spacing, array_axis_nearest(affine, 2),
+                                                  look, rng)
     body |= bone
     soft = body & ~bone
     paint(soft, "muscle", look.muscle_hu)
@@ -90,9 +91,10 @@ def tissue_image(labels: np.ndarray, affine: np.ndarray, rng: np.random.Generato
     fat_thickness = look.subcutaneous_fat_mm * (1.0 + 0.35 * _smooth_noise(
         labels.shape, spacing, 60.0, rng, unit=True))
     paint(soft & ((skin_depth_mm <= fat_thickness) | (streaks > cut)), "fat", look.fat_hu)
-    _add_organs(paint, labels, affine, soft, bone_distance_mm, look, rng)
+    ras = _ras_grid(affine, labels.shape)
+    _add_organs(paint, labels, affine, ras, soft, bone_distance_mm, look, rng)
     if look.table:
-        _add_table(paint, body, affine, look)
+        _add_table(paint, body, ras[..., 1], look)
     d1, d2, _ = nearest_two_bones(labels, spacing, JOINT_SPACE_MM)
     paint(soft & (d1 + d2 <= JOINT_SPACE_MM), "joint", look.joint_hu)
     _add_bone(paint, labels, affine, spacing, look, rng, femur_ids)
@@ -140,10 +142,13 @@ def _body(bone: np.ndarray, spacing: np.ndarray, axis_z: int, look: Appearance,
             _upsample(distance.astype(np.float32), step, bone.shape))
 
 
-def _add_organs(paint: _Painter, labels: np.ndarray, affine: np.ndarray, soft: np.ndarray,
-                bone_distance_mm: np.ndarray, look: Appearance, rng: np.random.Generator) -> None:
-    """Bowel gas, bladder and the iliac / femoral vessels, in place, never on bone."""
-    ras = _ras_grid(affine, labels.shape)
+def _add_organs(paint: _Painter, labels: np.ndarray, affine: np.ndarray, ras: np.ndarray,
+                soft: np.ndarray, bone_distance_mm: np.ndarray, look: Appearance,
+                rng: np.random.Generator) -> None:
+    """Bowel gas, bladder and the iliac / femoral vessels, in place, never on bone.
+
+    ``ras``: the RAS mm of every voxel, shape ``(X, Y, Z, 3)``.
+    """
     centroids = {int(c): _centroid_mm(labels == c, affine) for c in np.unique(labels) if c}
     bone_mm = _centroid_mm(labels != 0, affine)
     if bone_mm is None:
@@ -176,9 +181,9 @@ def _add_organs(paint: _Painter, labels: np.ndarray, affine: np.ndarray, soft: n
               look.vessel_hu)
 
 
-def _add_table(paint: _Painter, body: np.ndarray, affine: np.ndarray, look: Appearance) -> None:
-    """A slab under the body (RAS -y), a few mm below its lowest point, where the scan has room."""
-    ras_y = _ras_grid(affine, body.shape)[..., 1]
+def _add_table(paint: _Painter, body: np.ndarray, ras_y: np.ndarray, look: Appearance) -> None:
+    """A slab under the body (RAS -y of every voxel: ``ras_y``), a few mm below its lowest
+    point, where the scan has room."""
     lowest = float(ras_y[body].min()) if body.any() else float(ras_y.min())
     top = lowest - 3.0
     slab = (ras_y <= top) & (ras_y > top - look.table_mm) & ~body
@@ -190,12 +195,7 @@ def _add_bone(paint: _Painter, labels: np.ndarray, affine: np.ndarray, spacing: 
     """Cortical shell, cancellous bone with texture and, in the femoral shafts, marrow."""
     texture = _smooth_noise(labels.shape, spacing, look.texture_mm, rng) * look.texture_hu
     density = 1.0 + 0.25 * _smooth_noise(labels.shape, spacing, 25.0, rng, unit=True)
-    for box_index, box in enumerate(ndimage.find_objects(labels.astype(np.int64, copy=False))):
-        if box is None:
-            continue
-        class_id = box_index + 1
-        box = tuple(slice(max(s.start - 1, 0), min(s.stop + 1, n))
-                    for s, n in zip(box, labels.shape, strict=True))
+    for class_id, box in class_boxes(labels, 1):
         mask = labels[box] == class_id
         # the scan's border cuts bones: no cortex there
         depth = edt.edt(mask, anisotropy=tuple(spacing), black_border=False) - 0.5 * spacing.min()
@@ -223,12 +223,6 @@ def _shaft_weight(mask: np.ndarray, affine: np.ndarray, box: tuple[slice, ...]) 
     return np.clip((top - z - 60.0) / 30.0, 0.0, 1.0).astype(np.float32)
 
 
-def _axis_nearest_z(affine: np.ndarray) -> int:
-    """The array axis whose direction is closest to RAS z (the scanner's slice axis)."""
-    columns = np.asarray(affine, np.float64)[:3, :3]
-    return int(np.argmax(np.abs(columns[2]) / np.linalg.norm(columns, axis=0)))
-
-
 def scanner_effects(image: np.ndarray, affine: np.ndarray, rng: np.random.Generator,
                     look: Appearance) -> np.ndarray:
     """The scanner: a Gaussian point spread (FWHM ``blur_fwhm_mm`` in-plane, the slice
@@ -240,7 +234,7 @@ def scanner_effects(image: np.ndarray, affine: np.ndarray, rng: np.random.Genera
     ndarray, the shape of ``image``, float32
     """
     spacing = voxel_spacing_mm(affine)
-    axis_z = _axis_nearest_z(affine)
+    axis_z = array_axis_nearest(affine, 2)
     sigma_mm = np.full(3, look.blur_fwhm_mm / 2.3548)
     sigma_mm[axis_z] = max(look.slice_thickness_mm, look.blur_fwhm_mm) / 2.3548
     image = ndimage.gaussian_filter(image, sigma=sigma_mm / spacing, truncate=3.0)

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import ndimage
 
-from hipseg.core.volume import voxel_spacing_mm
+from hipseg.core.volume import array_axis_nearest, voxel_spacing_mm
 
 __all__ = ["VariantSettings", "deform_labels", "make_variant", "mirror_left_right",
            "resample_labels"]
@@ -62,9 +62,7 @@ def mirror_left_right(labels: np.ndarray, affine: np.ndarray,
     -------
     ndarray, shape (X, Y, Z), the dtype of ``labels``
     """
-    columns = np.asarray(affine, np.float64)[:3, :3]
-    axis_x = int(np.argmax(np.abs(columns[0]) / np.linalg.norm(columns, axis=0)))
-    flipped = np.flip(labels, axis=axis_x)
+    flipped = np.flip(labels, axis=array_axis_nearest(affine, 0))
     lookup = np.arange(max(int(labels.max()) + 1, 1 + max(max(p) for p in swaps)),
                        dtype=labels.dtype)
     for a, b in swaps:
