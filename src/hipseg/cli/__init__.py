@@ -12,6 +12,7 @@ import importlib
 import logging
 import sys
 
+from hipseg.cli.values import Parser
 from hipseg.core.errors import HipsegError
 
 __all__ = ["VERBS", "build_parser", "main"]
@@ -36,7 +37,7 @@ VERBS = {
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="hipseg",
         description="Hip-joint CT segmentation with anatomically correct gaps (multi-planar UNet).",
     )
@@ -56,6 +57,12 @@ def main(argv: list[str] | None = None) -> int:
     except HipsegError as err:
         print(f"hipseg: error: {err}", file=sys.stderr)
         return err.exit_code
+    except OSError as err:
+        # The file system refused (disk full, permissions, a vanished folder): the user's to
+        # fix, so one line naming the file rather than a traceback.
+        where = f"{err.filename}: " if err.filename else ""
+        print(f"hipseg: error: {where}{err.strerror or err}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print("hipseg: interrupted", file=sys.stderr)
         return 130

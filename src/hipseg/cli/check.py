@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from hipseg.cli.options import add_common, add_labels_dir, add_model_labels, labels_of
+from hipseg.cli.options import add_common, add_labels_dir, add_model_labels, add_strict, labels_of
 from hipseg.core.errors import InputError
 
 __all__ = ["add_parser", "run"]
@@ -16,6 +16,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("data", type=Path, help="dataset folder (hipseg/MPUNet or nnU-Net v2 layout)")
     add_labels_dir(p)
     add_model_labels(p)
+    add_strict(p)
     add_common(p)
 
 
@@ -24,7 +25,8 @@ def run(args: argparse.Namespace) -> None:
     from hipseg.io import find_dataset
 
     labels = labels_of(args)
-    results = check_dataset(find_dataset(args.data, labels_dir=args.labels_dir), labels)
+    results = check_dataset(find_dataset(args.data, labels_dir=args.labels_dir), labels,
+                            strict=args.strict)
     print(format_checks(results, labels))
     bad = [r for r in results if r.problem is not None]
     if bad:

@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 
 from hipseg.cli.options import add_common, add_device
+from hipseg.cli.values import nonnegative_int
 
 __all__ = ["add_parser", "run"]
 
@@ -13,7 +14,7 @@ __all__ = ["add_parser", "run"]
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("demo", help="phantoms -> pre-train -> fine-tune -> predict -> evaluate")
     p.add_argument("--out", type=Path, default=Path("demo_output"))
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=nonnegative_int, default=0)
     add_device(p)
     add_common(p)
 

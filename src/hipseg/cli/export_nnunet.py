@@ -15,6 +15,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("data", type=Path, help="dataset folder (hipseg/MPUNet layout)")
     p.add_argument("--out", type=Path, required=True,
                    help="nnU-Net dataset folder to write (e.g. nnUNet_raw/Dataset501_Hip)")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace a non-empty --out folder (default: refuse it)")
     add_labels_dir(p)
     add_model_labels(p)
     add_common(p)
@@ -24,5 +26,6 @@ def run(args: argparse.Namespace) -> None:
     from hipseg.datasets.ecosystem import export_nnunet
 
     count = export_nnunet(args.data, args.out, labels_of(args), labels_dir=args.labels_dir,
+                          overwrite=args.overwrite,
                           progress=not args.no_progress)
     print(f"wrote {count} cases as an nnU-Net v2 dataset to {args.out}")

@@ -10,6 +10,7 @@ from hipseg.cli.options import (
     add_common,
     add_labels_dir,
     add_optimiser_options,
+    add_strict,
     add_training_device,
     add_weight_map_options,
     print_result,
@@ -38,6 +39,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     add_optimiser_options(p, FINETUNE_TRAIN)
     p.add_argument("--no-weight-map", action="store_true", help="unweighted cross-entropy")
     add_weight_map_options(p)
+    add_strict(p)
     add_training_device(p)
     add_common(p)
 
@@ -56,5 +58,7 @@ def run(args: argparse.Namespace) -> None:
         result = finetune(args.model, cases, config, args.out, device=run.device,
                           continue_training=args.continue_training, resume=args.resume,
                           weight_cache=args.weight_cache, progress=not args.no_progress, run=run,
-                          precision=args.precision)
+                          precision=args.precision, overwrite=args.overwrite,
+                       resume_epochs=args.epochs if args.resume else None,
+                       strict_sides=args.strict)
         print_result(result, run)

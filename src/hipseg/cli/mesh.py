@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 
 from hipseg.cli.options import add_common, add_min_gap, add_model_labels, labels_of
+from hipseg.cli.values import int_in
 
 __all__ = ["add_parser", "run"]
 
@@ -15,7 +16,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("inputs", type=Path, nargs="+", help="label maps (NIfTI)")
     p.add_argument("--out", type=Path, required=True, help="output folder")
     p.add_argument("--format", choices=("stl", "obj", "ply", "vtk"), default="stl")
-    p.add_argument("--smooth", type=int, default=0, metavar="N",
+    p.add_argument("--smooth", type=int_in(0, 1000), default=0, metavar="N",
                    help="Taubin smoothing iterations, backed off so no joint space closes")
     add_min_gap(p)
     p.add_argument("--lps", action="store_true", help="write LPS coordinates instead of RAS")

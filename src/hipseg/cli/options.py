@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from hipseg.cli.values import cores, float_in, fraction, int_in, nonnegative_int, positive_int
 from hipseg.core.config import (
     W0_WITHOUT_EROSION,
     AugmentConfig,
@@ -38,19 +39,25 @@ def add_common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
 
 
+def add_strict(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--strict", action="store_true",
+                        help="refuse label maps whose right/left classes lie on the wrong side of "
+                             "the body's midline (RAS, from the affine); default: warn")
+
+
 def add_connectivity(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--connectivity", type=int, choices=(6, 18, 26), default=26,
                         help="voxel connectivity of components (default 26)")
 
 
 def add_min_gap(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--min-gap-mm", type=float, metavar="MM",
+    parser.add_argument("--min-gap-mm", type=float_in(0.0, 100.0, low_open=True), metavar="MM",
                         help="voxels of different bones closer than this (centre to centre) are "
                              "cleared; default: bones may not be 26-neighbours")
 
 
 def add_eps(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--eps", type=float, metavar="MM",
+    parser.add_argument("--eps", type=float_in(0.0, 100.0, low_open=True), metavar="MM",
                         help="collision distance in mm: |E| counts bone voxels this close to "
                              "another bone (default: the paper's 2 mm, or the largest voxel "
                              "spacing if larger, so touching bones always count)")
@@ -74,35 +81,39 @@ def add_weight_map_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-erosion", action="store_true",
                         help="weight map of the labels as given (paper: w0 = "
                              f"{W0_WITHOUT_EROSION:g} then)")
-    parser.add_argument("--w0", type=float, help=f"weight map height (default "
+    parser.add_argument("--w0", type=float_in(0.0, 1000.0), help=f"weight map height (default "
                                                  f"{WeightMapConfig().w0:g}, {W0_WITHOUT_EROSION:g} with "
                                                  "--no-erosion)")
     sigma = WeightMapConfig().sigma_vox
-    parser.add_argument("--sigma", type=float, default=sigma,
+    parser.add_argument("--sigma", type=float_in(0.0, 1000.0, low_open=True), default=sigma,
                         help=f"weight map width, voxels (default {sigma:g})")
     parser.add_argument("--weight-cache", type=Path, metavar="DIR",
                         help="weight-map cache folder (default DATA/weightmaps)")
 
 
 def add_optimiser_options(parser: argparse.ArgumentParser, defaults: TrainConfig) -> None:
-    parser.add_argument("--epochs", type=int, default=defaults.epochs,
-                        help=f"at most this many epochs (default {defaults.epochs})")
-    parser.add_argument("--steps-per-epoch", type=int, default=defaults.steps_per_epoch)
-    parser.add_argument("--batch-size", type=int, default=defaults.batch_size)
-    parser.add_argument("--lr", type=float, default=defaults.learning_rate,
+    parser.add_argument("--epochs", type=positive_int,
+                        help=f"at most this many epochs (default {defaults.epochs}; with "
+                             "--resume: the saved run's, or this many in all)")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace the model in an --out folder that already holds one "
+                             "(default: refuse it)")
+    parser.add_argument("--steps-per-epoch", type=positive_int, default=defaults.steps_per_epoch)
+    parser.add_argument("--batch-size", type=positive_int, default=defaults.batch_size)
+    parser.add_argument("--lr", type=float_in(0.0, 1.0, low_open=True), default=defaults.learning_rate,
                         help=f"Adam learning rate (default {defaults.learning_rate:g})")
-    parser.add_argument("--seed", type=int, default=defaults.seed)
+    parser.add_argument("--seed", type=nonnegative_int, default=defaults.seed)
     parser.add_argument("--validation", choices=("auto", "split", "planes"),
                         default=defaults.validation,
                         help="hold out scans for validation (split), or train on every scan and "
                              "validate on fixed planes of them (planes); auto: planes below "
                              f"{defaults.min_split_cases} scans (default {defaults.validation})")
-    parser.add_argument("--elastic-fraction", type=float, default=AugmentConfig().fraction,
+    parser.add_argument("--elastic-fraction", type=fraction, default=AugmentConfig().fraction,
                         help="fraction of each batch elastically deformed (default 1/3; 0: off)")
 
 
 def train_settings(args: argparse.Namespace, defaults: TrainConfig) -> TrainConfig:
-    return dataclasses.replace(defaults, epochs=args.epochs, steps_per_epoch=args.steps_per_epoch,
+    return dataclasses.replace(defaults, epochs=args.epochs or defaults.epochs, steps_per_epoch=args.steps_per_epoch,
                                batch_size=args.batch_size, learning_rate=args.lr, seed=args.seed,
                                validation=args.validation)
 
@@ -131,14 +142,14 @@ def add_predict_scaling(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--precision", choices=("auto", "fp32", "bf16", "fp16"), default="auto",
                         help="network autocast: auto (bf16 on CUDA and on CPUs with native bf16, "
                              "else fp32), fp32 turns mixed precision off")
-    parser.add_argument("--threads", type=int, metavar="N",
+    parser.add_argument("--threads", type=int_in(1, cores()), metavar="N",
                         help="torch threads per worker (default: the cores divided by --workers)")
-    parser.add_argument("--workers", type=int, default=1, metavar="N",
+    parser.add_argument("--workers", type=int_in(1, cores()), default=1, metavar="N",
                         help="worker processes on this machine, each predicting its share")
-    parser.add_argument("--num-parts", type=int, default=1, metavar="K",
+    parser.add_argument("--num-parts", type=positive_int, default=1, metavar="K",
                         help="split the inputs into K parts (as nnU-Net; e.g. one per SLURM "
                              "array task) ...")
-    parser.add_argument("--part-id", type=int, default=0, metavar="I",
+    parser.add_argument("--part-id", type=nonnegative_int, default=0, metavar="I",
                         help="... and predict part I (0 to K-1): every K-th input in sorted order")
 
 

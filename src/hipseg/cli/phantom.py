@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 
 from hipseg.cli.options import add_common
+from hipseg.cli.values import float_in, int_in, nonnegative_int
 from hipseg.core.errors import HipsegError
 from hipseg.phantom.from_labels import LabelPhantomSettings
 
@@ -15,8 +16,8 @@ __all__ = ["add_parser", "run"]
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("phantom", help="make synthetic hip CTs with accurate and coarse labels")
     p.add_argument("out", type=Path, help="output folder (images/, labels/, labels_coarse/)")
-    p.add_argument("--cases", type=int, default=4, help="number of cases (default 4)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--cases", type=int_in(1, 10000), default=4, help="number of cases (default 4)")
+    p.add_argument("--seed", type=nonnegative_int, default=0)
     p.add_argument("--from-meshes", type=Path, metavar="DIR",
                    help="build cases from closed bone meshes (STL/OBJ, mm) in DIR")
     p.add_argument("--mirror", action="store_true",
@@ -24,16 +25,16 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--from-labels", type=Path, metavar="DIR",
                    help="build a CT for every real label map in DIR, on the map's own grid "
                         "(--cases is ignored: one case per map, plus --variants)")
-    p.add_argument("--variants", type=int, default=0, metavar="N",
+    p.add_argument("--variants", type=int_in(0, 10000), default=0, metavar="N",
                    help="with --from-labels: N new anatomies per map (smooth deformation, "
                         "scaling, left/right mirroring with the side ids swapped); default 0")
-    p.add_argument("--coarse-gap-mm", type=float, default=LabelPhantomSettings.coarse_gap_mm,
+    p.add_argument("--coarse-gap-mm", type=float_in(0.0, 50.0), default=LabelPhantomSettings.coarse_gap_mm,
                    help="with --from-labels: coarse labels close joint spaces up to this "
                         f"width (default {LabelPhantomSettings.coarse_gap_mm:g})")
-    p.add_argument("--merge-femoral-head-mm", type=float, default=0.0, metavar="MM",
+    p.add_argument("--merge-femoral-head-mm", type=float_in(0.0, 50.0), default=0.0, metavar="MM",
                    help="with --from-labels: coarse labels also give the femoral head within "
                         "MM of the acetabulum to the hip bone, as TotalSegmentator does")
-    p.add_argument("--spacing", type=float, nargs=3, default=None, metavar="MM",
+    p.add_argument("--spacing", type=float_in(0.05, 20.0), nargs=3, default=None, metavar="MM",
                    help="voxel spacing in mm: --from-meshes default 1.5 1.5 1.5; "
                         "--from-labels resamples the maps (nearest) to it, default their own")
     add_common(p)
@@ -45,13 +46,11 @@ def run(args: argparse.Namespace) -> None:
         write_mesh_dataset,
         write_procedural_dataset,
     )
+    from hipseg.io.guard import check_output_folder
 
-    if args.cases < 1:
-        raise HipsegError("--cases must be at least 1")
-    if args.spacing is not None and min(args.spacing) <= 0:
-        raise HipsegError("--spacing must be 3 positive numbers")
     if args.from_labels is not None and args.from_meshes is not None:
         raise HipsegError("give --from-labels or --from-meshes, not both")
+    check_output_folder(args.out)
     if args.from_labels is not None:
         settings = LabelPhantomSettings(
             coarse_gap_mm=args.coarse_gap_mm, merge_femoral_head_mm=args.merge_femoral_head_mm,

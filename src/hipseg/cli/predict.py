@@ -13,6 +13,7 @@ from hipseg.cli.options import (
     add_min_gap,
     add_predict_scaling,
 )
+from hipseg.cli.values import float_in
 
 __all__ = ["add_parser", "run"]
 
@@ -33,7 +34,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="segment only the hip region of a larger scan: a coarse pass of the model "
                         "finds the bones, the box around them plus --crop-margin-mm is segmented "
                         "and pasted back onto the input's grid (background elsewhere)")
-    p.add_argument("--crop-margin-mm", type=float, default=20.0, metavar="MM",
+    p.add_argument("--crop-margin-mm", type=float_in(0.0, 500.0), default=20.0, metavar="MM",
                    help="margin around the coarsely found bones (default 20)")
     p.add_argument("--save-probabilities", action="store_true",
                    help="also write <case>_probabilities.nii.gz (fused, classes last)")
@@ -51,7 +52,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                         "--save-uncertainty)")
     p.add_argument("--overwrite", action="store_true",
                    help="predict again where OUT/<case>.nii.gz exists (default: skip it)")
-    p.add_argument("--max-memory-gb", type=float,
+    p.add_argument("--max-memory-gb", type=float_in(0.0, low_open=True),
                    help="refuse scans whose prediction needs more (default: 80%% of the memory)")
     add_connectivity(p)
     add_eps(p)

@@ -27,6 +27,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> None:
     import json
 
+    from hipseg.qc.html import mesh_qc_problem
     from hipseg.qc.report import write_case_report
 
     mesh_qc = None
@@ -35,6 +36,9 @@ def run(args: argparse.Namespace) -> None:
             mesh_qc = json.loads(args.mesh_qc.read_text())
         except (OSError, ValueError) as err:
             raise InputError(args.mesh_qc, f"cannot read mesh QC JSON ({err})") from None
+        problem = mesh_qc_problem(mesh_qc)
+        if problem is not None:
+            raise InputError(args.mesh_qc, problem)
     page = write_case_report(args.image, args.labels, args.out, labels_of(args),
                              uncertainty_path=args.uncertainty, reference_labels_path=args.reference,
                              mesh_qc=mesh_qc, eps_mm=args.eps)

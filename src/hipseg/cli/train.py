@@ -10,6 +10,7 @@ from hipseg.cli.options import (
     add_common,
     add_labels_dir,
     add_optimiser_options,
+    add_strict,
     add_training_device,
     add_weight_map_options,
     print_result,
@@ -17,6 +18,7 @@ from hipseg.cli.options import (
     training_run,
     weight_map_config,
 )
+from hipseg.cli.values import float_in, int_in
 from hipseg.core.config import (
     HipsegConfig,
 )
@@ -37,21 +39,21 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="continue an interrupted run in --out after its last completed epoch")
     defaults = HipsegConfig()
     add_optimiser_options(p, defaults.train)
-    p.add_argument("--views", type=int, default=defaults.views.n_views, help="number of views")
-    p.add_argument("--base-width", type=int, default=defaults.model.base_width)
-    p.add_argument("--depth", type=int, default=defaults.model.depth)
+    p.add_argument("--views", type=int_in(1, 64), default=defaults.views.n_views, help="number of views")
+    p.add_argument("--base-width", type=int_in(1, 512), default=defaults.model.base_width)
+    p.add_argument("--depth", type=int_in(1, 8), default=defaults.model.depth)
     p.add_argument("--architecture", choices=sorted(ARCHITECTURES),
                    default=defaults.model.architecture,
                    help="unet2d: the multi-planar method; unet3d: 3D UNet on patches (baseline)")
-    p.add_argument("--patch-vox", type=int, default=defaults.model.patch_vox,
+    p.add_argument("--patch-vox", type=int_in(8, 512), default=defaults.model.patch_vox,
                    help="unet3d: patch side in voxels")
     p.add_argument("--no-lateral-channel", action="store_true",
                    help="the CT alone as input, without the patient-side (RAS x) channel")
-    p.add_argument("--dim", type=int, default=0,
+    p.add_argument("--dim", type=int_in(0, 4096), default=0,
                    help="plane side in pixels (default: 75th percentile of the training scans)")
-    p.add_argument("--sphere-mm", type=float, default=0.0,
+    p.add_argument("--sphere-mm", type=float_in(0.0, 5000.0), default=0.0,
                    help="sampling sphere diameter in mm (default: 75th percentile)")
-    p.add_argument("--min-pixel-mm", type=float, default=defaults.sampling.min_pixel_spacing_mm,
+    p.add_argument("--min-pixel-mm", type=float_in(0.0, 20.0), default=defaults.sampling.min_pixel_spacing_mm,
                    help="floor on the pixel spacing in mm: a measured dim is lowered until its "
                         "pixels are at least this large (default %(default)s; 0: the paper's "
                         "rule, pixels as fine as the training scans' voxels)")
@@ -59,6 +61,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="weight the loss by the distance weight map (off for pre-training on "
                         "coarse labels, as the paper; finetune has it on)")
     add_weight_map_options(p)
+    add_strict(p)
     add_training_device(p)
     add_common(p)
 
@@ -86,5 +89,8 @@ def run(args: argparse.Namespace) -> None:
     with training_run(args) as run:
         result = train(cases, config, args.out, device=run.device, init_model=args.init,
                        resume=args.resume, weight_cache=args.weight_cache,
-                       progress=not args.no_progress, run=run, precision=args.precision)
+                       progress=not args.no_progress, run=run, precision=args.precision,
+                       overwrite=args.overwrite,
+                       resume_epochs=args.epochs if args.resume else None,
+                       strict_sides=args.strict)
         print_result(result, run)

@@ -1,12 +1,17 @@
 """Typed, frozen configuration: one dataclass per concern, saved as YAML next to the model.
 
-Loading is strict: an unknown key or a value of the wrong type is a :class:`ConfigError` that
-names the key, so a typo in a hand-edited ``config.yaml`` never passes silently.
+Loading is strict: an unknown key, a value of the wrong type or out of its sane range is a
+:class:`ConfigError` that names the key, so a typo in a hand-edited (or tampered) ``config.yaml``
+never passes silently, nor fails later as a traceback or as an error blamed on a scan. The file
+itself is capped in size and may not use YAML anchors or aliases (a few KB of nested aliases
+expand to gigabytes: the "billion laughs").
 """
 
 from __future__ import annotations
 
 import dataclasses
+import math
+import reprlib
 import types
 import typing
 from dataclasses import dataclass, field
@@ -35,12 +40,78 @@ __all__ = [
     "save_config",
 ]
 
+#: A config is a few KB; anything much larger is not one, and is not parsed.
+MAX_CONFIG_BYTES = 2**20
+
+#: Values quoted in error messages are cut to a few dozen characters and items.
+_SHORT = reprlib.Repr()
+_SHORT.maxstring = _SHORT.maxother = 60
+_SHORT.maxlist = _SHORT.maxtuple = _SHORT.maxdict = 6
+_SHORT.maxlevel = 3
+
+#: Predicted label maps are uint8.
+MAX_CLASSES = 256
+#: Channels of the widest (deepest) layer, ``base_width * 2**depth``: beyond this the network
+#: alone would not fit in memory.
+MAX_WIDEST_CHANNELS = 4096
+#: The paper uses 6; each view costs a pass of the network over the whole scan.
+MAX_VIEWS = 64
+#: Seeds every generator (numpy, torch) takes.
+MAX_SEED = 2**32 - 1
+
+
+def _short(value: object) -> str:
+    """``repr(value)`` cut short, so that no error message grows with the input."""
+    return _SHORT.repr(value)
+
+
+def _clip(text: str, limit: int = 200) -> str:
+    """``text`` cut to ``limit`` characters: messages of other libraries quote the input too."""
+    return text if len(text) <= limit else text[:limit] + "..."
+
+
+def _key_list(keys: set, prefix: str) -> str:
+    """Unknown keys for a message: YAML keys may be any scalar, and any number of them."""
+    names = sorted(prefix + _clip(str(k), 60) for k in keys)
+    more = f" and {len(names) - 6} more" if len(names) > 6 else ""
+    return ", ".join(names[:6]) + more
+
+
+def _check(key: str, value: object, ok: bool, expected: str) -> None:
+    """Raise a :class:`ConfigError` ``"<key>: <value> is not <expected>"`` unless ``ok``."""
+    if not ok:
+        raise ConfigError(f"{key}: {_short(value)} is not {expected}")
+
+
+def _check_between(key: str, value: float, low: float, high: float) -> None:
+    """``low <= value <= high`` (NaN never is)."""
+    _check(key, value, low <= value <= high, f"in {low}..{high}")
+
+
+def _check_finite_at_least(key: str, value: float, low: float) -> None:
+    _check(key, value, math.isfinite(value) and value >= low, f"a finite number >= {low:g}")
+
+
+def _check_finite_positive(key: str, value: float) -> None:
+    _check(key, value, math.isfinite(value) and value > 0, "a finite number > 0")
+
+
+def _check_range_pair(key: str, pair: tuple[float, float], limit: float) -> None:
+    """A ``(low, high)`` range to draw from uniformly, ``0 <= low <= high <= limit``."""
+    _check(key, pair, len(pair) == 2 and 0 <= pair[0] <= pair[1] <= limit,
+           f"a range (low, high) with 0 <= low <= high <= {limit:g}")
+
 
 @dataclass(frozen=True)
 class PreprocessConfig:
     """SPEC step 1: values below ``clip_below_hu`` are set to it, then robust scaling per scan."""
 
     clip_below_hu: float = 0.0
+
+    def __post_init__(self) -> None:
+        # A threshold above the CT range would flatten every scan into a constant one, which
+        # would then be reported as a bad scan.
+        _check_between("preprocess.clip_below_hu", self.clip_below_hu, -4096.0, 3071.0)
 
 
 @dataclass(frozen=True)
@@ -56,6 +127,18 @@ class ViewConfig:
     min_angle_deg: float = 30.0
     seed: int = 0
     directions: tuple[tuple[float, float, float], ...] = ()
+
+    def __post_init__(self) -> None:
+        _check_between("views.n_views", self.n_views, 1, MAX_VIEWS)
+        _check_between("views.min_angle_deg", self.min_angle_deg, 0.0, 90.0)
+        _check_between("views.seed", self.seed, 0, MAX_SEED)
+        _check("views.directions", len(self.directions), len(self.directions) <= MAX_VIEWS,
+               f"at most {MAX_VIEWS} directions")
+        for i, direction in enumerate(self.directions):
+            # A zero (or denormal) vector has no plane; the grid would divide by its norm.
+            _check(f"views.directions[{i}]", direction,
+                   len(direction) == 3 and all(math.isfinite(c) for c in direction)
+                   and math.hypot(*direction) >= 1e-6, "a finite non-zero 3-vector")
 
 
 @dataclass(frozen=True)
@@ -80,6 +163,21 @@ class SamplingConfig:
     percentile: float = 75.0
     min_pixel_spacing_mm: float = 2.0
     foreground_plane_fraction: float = 0.5
+
+    def __post_init__(self) -> None:
+        _check("sampling.dim", self.dim, self.dim == 0 or 1 <= self.dim <= 4096,
+               "0 (unmeasured) or in 1..4096")
+        _check("sampling.sphere_diameter_mm", self.sphere_diameter_mm,
+               0 <= self.sphere_diameter_mm <= 10_000, "0 (unmeasured) or in 0..10000")
+        _check_between("sampling.percentile", self.percentile, 0.0, 100.0)
+        _check_between("sampling.min_pixel_spacing_mm", self.min_pixel_spacing_mm, 0.0, 100.0)
+        _check_between("sampling.foreground_plane_fraction", self.foreground_plane_fraction,
+                       0.0, 1.0)
+        if self.dim > 0 and self.sphere_diameter_mm > 0:
+            # Prediction keeps this spacing over the whole scan: far too fine a one would be
+            # refused as a scan too large for memory.
+            _check_between("sampling.sphere_diameter_mm / sampling.dim", self.pixel_spacing_mm,
+                           0.01, 100.0)
 
     @property
     def pixel_spacing_mm(self) -> float:
@@ -109,6 +207,16 @@ class ModelConfig:
     patch_vox: int = 48
     lateral_channel: bool = True
 
+    def __post_init__(self) -> None:
+        _check_between("model.base_width", self.base_width, 1, 512)
+        _check_between("model.depth", self.depth, 1, 8)
+        _check("model.kernel_size", self.kernel_size,
+               1 <= self.kernel_size <= 15 and self.kernel_size % 2 == 1, "odd and in 1..15")
+        _check_between("model.patch_vox", self.patch_vox, 1, 256)
+        widest = self.base_width * 2**self.depth
+        _check("model.base_width * 2**model.depth", widest, widest <= MAX_WIDEST_CHANNELS,
+               f"at most {MAX_WIDEST_CHANNELS} channels")
+
     @property
     def in_channels(self) -> int:
         """Input channels of the network: the scaled CT, and the lateral coordinate if on."""
@@ -134,6 +242,11 @@ class WeightMapConfig:
     erode: bool = True
     erosion_radius_vox: float = 3.0
 
+    def __post_init__(self) -> None:
+        _check_finite_at_least("weight_map.w0", self.w0, 0.0)
+        _check_finite_positive("weight_map.sigma_vox", self.sigma_vox)
+        _check_finite_at_least("weight_map.erosion_radius_vox", self.erosion_radius_vox, 0.0)
+
 
 @dataclass(frozen=True)
 class AugmentConfig:
@@ -148,6 +261,13 @@ class AugmentConfig:
     alpha_px: tuple[float, float] = (0.0, 450.0)
     sigma_px: tuple[float, float] = (20.0, 30.0)
     deformed_weight: float = 1.0 / 3.0
+
+    def __post_init__(self) -> None:
+        _check_between("augment.fraction", self.fraction, 0.0, 1.0)
+        _check_range_pair("augment.alpha_px", self.alpha_px, 10_000.0)
+        # The Gaussian's kernel grows with sigma; planes are at most 4096 pixels.
+        _check_range_pair("augment.sigma_px", self.sigma_px, 4096.0)
+        _check_finite_at_least("augment.deformed_weight", self.deformed_weight, 0.0)
 
 
 @dataclass(frozen=True)
@@ -176,7 +296,17 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         if self.validation not in ("auto", "split", "planes"):
-            raise ConfigError(f"train.validation: {self.validation!r} is not auto, split or planes")
+            raise ConfigError(f"train.validation: {_short(self.validation)} is not auto, split "
+                              "or planes")
+        for name in ("epochs", "steps_per_epoch", "batch_size", "val_planes"):
+            _check(f"train.{name}", getattr(self, name), getattr(self, name) >= 1, ">= 1")
+        for name in ("lr_patience", "early_stop_patience", "min_split_cases"):
+            _check(f"train.{name}", getattr(self, name), getattr(self, name) >= 0, ">= 0")
+        _check_finite_positive("train.learning_rate", self.learning_rate)
+        # ReduceLROnPlateau needs a factor below 1 (1 would never lower the rate).
+        _check("train.lr_factor", self.lr_factor, 0 < self.lr_factor < 1, "in (0, 1)")
+        _check_between("train.val_fraction", self.val_fraction, 0.0, 1.0)
+        _check_between("train.seed", self.seed, 0, MAX_SEED)
 
     def validates_on_planes(self, n_cases: int) -> bool:
         """Whether ``n_cases`` training scans are validated on their own planes (no split)."""
@@ -203,6 +333,13 @@ class HipsegConfig:
     weight_map: WeightMapConfig = field(default_factory=WeightMapConfig)
     augment: AugmentConfig = field(default_factory=AugmentConfig)
 
+    def __post_init__(self) -> None:
+        names = self.labels.names
+        _check("labels.names", len(names), len(names) <= MAX_CLASSES,
+               f"at most {MAX_CLASSES} classes (label maps are uint8)")
+        for i, name in enumerate(names):
+            _check(f"labels.names[{i}]", name, bool(name.strip()), "a non-empty name")
+
 
 def _convert(value: object, hint: object, key: str) -> object:
     origin = typing.get_origin(hint)
@@ -225,26 +362,29 @@ def _convert(value: object, hint: object, key: str) -> object:
                 return _convert(value, arg, key)
             except ConfigError:
                 continue
-        raise ConfigError(f"{key}: {value!r} matches none of {hint}")
+        raise ConfigError(f"{key}: {_short(value)} matches none of {hint}")
     if hint is type(None):
         if value is not None:
-            raise ConfigError(f"{key}: expected null, got {value!r}")
+            raise ConfigError(f"{key}: expected null, got {_short(value)}")
         return None
     if hint is bool:
         if not isinstance(value, bool):
-            raise ConfigError(f"{key}: expected true/false, got {value!r}")
+            raise ConfigError(f"{key}: expected true/false, got {_short(value)}")
         return value
     if hint is int:
         if isinstance(value, bool) or not isinstance(value, int):
-            raise ConfigError(f"{key}: expected an integer, got {value!r}")
+            raise ConfigError(f"{key}: expected an integer, got {_short(value)}")
         return value
     if hint is float:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise ConfigError(f"{key}: expected a number, got {value!r}")
-        return float(value)
+            raise ConfigError(f"{key}: expected a number, got {_short(value)}")
+        try:
+            return float(value)
+        except OverflowError:  # an integer of hundreds of digits
+            raise ConfigError(f"{key}: {_short(value)} is too large") from None
     if hint is str:
         if not isinstance(value, str):
-            raise ConfigError(f"{key}: expected a string, got {value!r}")
+            raise ConfigError(f"{key}: expected a string, got {_short(value)}")
         return value
     raise ConfigError(f"{key}: unsupported type {hint}")
 
@@ -253,20 +393,20 @@ def _from_dict(cls: type, data: dict, where: str) -> object:
     if cls is LabelTable:
         unknown = set(data) - {"names", "symmetric_pairs"}
         if unknown:
-            raise ConfigError(f"{where}: unknown key(s) {sorted(unknown)}")
+            raise ConfigError(f"unknown config key(s): {_key_list(unknown, where + '.')}")
         names = _convert(data.get("names"), tuple[str, ...], f"{where}.names")
         pairs = _convert(data.get("symmetric_pairs", []), tuple[tuple[int, int], ...],
                          f"{where}.symmetric_pairs")
         try:
             return LabelTable(names=names, symmetric_pairs=pairs)  # type: ignore[arg-type]
         except ValueError as err:
-            raise ConfigError(f"{where}: {err}") from None
+            raise ConfigError(f"{where}: {_clip(str(err))}") from None
     hints = typing.get_type_hints(cls)
     names = {f.name for f in dataclasses.fields(cls)}
     unknown = set(data) - names
     if unknown:
         prefix = f"{where}." if where else ""
-        raise ConfigError(f"unknown config key(s): {', '.join(prefix + k for k in sorted(unknown))}")
+        raise ConfigError(f"unknown config key(s): {_key_list(unknown, prefix)}")
     kwargs = {
         name: _convert(value, hints[name], f"{where}.{name}" if where else name)
         for name, value in data.items()
@@ -301,17 +441,59 @@ def save_config(config: HipsegConfig, path: Path) -> None:
     atomic_write_text(Path(path), yaml.safe_dump(config_to_dict(config), sort_keys=False))
 
 
+class _AliasRefused(yaml.YAMLError):
+    """An anchor or alias in a config file."""
+
+
+class _ConfigLoader(yaml.SafeLoader):
+    """The safe loader, refusing anchors and aliases before any node is composed.
+
+    Without aliases every node comes from its own text, so the loaded data is no larger than
+    the (capped) file; with them a few KB of nested aliases expand to gigabytes.
+    """
+
+    def compose_node(self, parent: yaml.Node | None, index: object) -> yaml.Node | None:
+        event = self.peek_event()
+        if isinstance(event, yaml.AliasEvent) or getattr(event, "anchor", None) is not None:
+            raise _AliasRefused(f"line {event.start_mark.line + 1}")
+        return super().compose_node(parent, index)
+
+
+def _parse_yaml(raw: bytes) -> object:
+    """The one document in ``raw``; bytes, so that the reader detects and checks the encoding."""
+    loader = _ConfigLoader(raw)
+    try:
+        return loader.get_single_data()
+    finally:
+        loader.dispose()
+
+
 def load_config(path: Path) -> HipsegConfig:
-    """Read a YAML config with a safe loader; errors name the file and the key."""
+    """Read a YAML config with a safe loader; errors name the file and the key.
+
+    Raises
+    ------
+    InputError
+        Naming ``path``: unreadable, larger than :data:`MAX_CONFIG_BYTES`, not YAML, using
+        anchors or aliases, or a key unknown, of the wrong type or out of its range.
+    """
     path = Path(path)
     try:
-        text = path.read_text()
+        with path.open("rb") as file:
+            raw = file.read(MAX_CONFIG_BYTES + 1)
     except OSError as err:
         raise InputError(path, f"cannot read config ({err.strerror or err})") from None
+    if len(raw) > MAX_CONFIG_BYTES:
+        raise InputError(path, f"larger than {MAX_CONFIG_BYTES // 2**10} KiB: not a model config")
     try:
-        data = yaml.safe_load(text)
+        data = _parse_yaml(raw)
+    except _AliasRefused as err:
+        raise InputError(path, f"YAML anchors/aliases are not allowed in a model config ({err})"
+                         ) from None
     except yaml.YAMLError as err:
-        raise InputError(path, f"not valid YAML ({err})") from None
+        # One line: PyYAML's messages quote the offending line below a caret.
+        raise InputError(path, f"not valid YAML ({_clip(' '.join(str(err).split()), 400)})"
+                         ) from None
     try:
         return config_from_dict(data)
     except ConfigError as err:

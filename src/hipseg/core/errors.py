@@ -8,9 +8,13 @@ __all__ = ["ConfigError", "HipsegError", "InputError", "VolumeError"]
 
 
 class HipsegError(Exception):
-    """Base class of every error hipseg reports to a user without a traceback."""
+    """Base class of every error hipseg reports to a user without a traceback.
 
-    exit_code = 1
+    Every such error exits with code 2 (the input or the options cannot be used); exit code
+    1 is left to the unexpected, which keeps its traceback.
+    """
+
+    exit_code = 2
 
 
 class InputError(HipsegError):
@@ -24,8 +28,6 @@ class InputError(HipsegError):
         What is wrong with it, in a few words.
     """
 
-    exit_code = 2
-
     def __init__(self, path: str | Path, problem: str) -> None:
         self.path = Path(path)
         self.problem = problem
@@ -34,8 +36,6 @@ class InputError(HipsegError):
 
 class ConfigError(HipsegError):
     """A configuration value or file is invalid."""
-
-    exit_code = 2
 
 
 class VolumeError(ValueError):

@@ -15,6 +15,7 @@ from tqdm import tqdm
 from hipseg.core.errors import InputError
 from hipseg.core.labels import DEFAULT_LABELS
 from hipseg.io import IMAGE_SUFFIXES, case_id, read_labels, write_image, write_labels
+from hipseg.io.guard import check_output_folder, refuse_name_clashes, refuse_overwriting_inputs
 from hipseg.phantom import (
     LabelPhantomSettings,
     PhantomCase,
@@ -125,6 +126,10 @@ def write_label_cases(out_dir: Path, paths: Sequence[Path], seed: int, *, varian
     """
     if variants < 0:
         raise InputError(Path(out_dir), f"--variants must be >= 0, got {variants}")
+    check_output_folder(out_dir)
+    refuse_name_clashes((path, Path(out_dir) / LABELS / case_id(path)) for path in paths)
+    refuse_overwriting_inputs(paths, [Path(out_dir) / sub / f"{case_id(p)}.nii.gz"
+                                      for sub in (IMAGES, LABELS, LABELS_COARSE) for p in paths])
     names = []
     with tqdm(total=len(paths) * (variants + 1), desc="phantoms", disable=not progress) as bar:
         for index, path in enumerate(paths):

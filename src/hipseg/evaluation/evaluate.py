@@ -28,6 +28,7 @@ from hipseg.io import (
     read_labels,
     write_labels,
 )
+from hipseg.io.sides import check_sides
 from hipseg.metrics import (
     dice_per_class,
     gap_dice_per_class,
@@ -107,7 +108,7 @@ def _skip_if_absent(distance: float, dice: float) -> float:
 
 
 def evaluate_folders(labels_dir: Path, predictions_dir: Path, labels: LabelTable, *,
-                     gap_regions_dir: Path | None = None) -> Evaluation:
+                     gap_regions_dir: Path | None = None, strict: bool = False) -> Evaluation:
     """Score every reference label map against the prediction with the same case id.
 
     Other files in ``predictions_dir`` (probabilities, uncertainty maps) are ignored; a
@@ -115,7 +116,8 @@ def evaluate_folders(labels_dir: Path, predictions_dir: Path, labels: LabelTable
     maps or a dataset folder in any layout (:func:`hipseg.io.find_dataset`).
 
     ``gap_regions_dir``: also write each reference's gap region G there, uint8 in the
-    reference's format.
+    reference's format. A reference whose side classes lie on the wrong side of the midline
+    is a warning, or an error with ``strict`` (:func:`~hipseg.io.sides.check_sides`).
     """
     predictions = {case_id(p): p for p in find_images(predictions_dir)
                    if not PredictionFiles.is_derived(p)}
@@ -124,6 +126,7 @@ def evaluate_folders(labels_dir: Path, predictions_dir: Path, labels: LabelTable
         if cid not in predictions:
             raise InputError(reference_path, f"no prediction for case {cid!r} in {predictions_dir}")
         reference = read_labels(reference_path, labels)
+        check_sides(reference_path, reference, labels, strict=strict)
         prediction = read_labels(predictions[cid], labels)
         if prediction.shape != reference.shape:
             raise InputError(predictions[cid], f"shape {prediction.shape} differs from reference {reference.shape}")

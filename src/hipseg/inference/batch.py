@@ -18,7 +18,7 @@ from pathlib import Path
 import torch
 
 from hipseg.core.errors import HipsegError
-from hipseg.inference.files import PredictionSummary, PredictOptions, predict_files
+from hipseg.inference.files import PredictionSummary, PredictOptions, plan_outputs, predict_files
 from hipseg.io import case_id
 from hipseg.runtime.device import set_threads
 from hipseg.runtime.model_io import LoadedModel, load_model
@@ -86,6 +86,8 @@ def predict_files_in_workers(model: LoadedModel, model_dir: Path, inputs: list[P
     """
     if workers < 1:
         raise HipsegError(f"--workers must be at least 1, got {workers}")
+    # Checked once for all inputs: a worker sees only its share.
+    plan_outputs(inputs, out_dir, options or PredictOptions())
     per_worker = threads or max(1, len(os.sched_getaffinity(0)) // workers)
     if workers == 1 or len(inputs) < 2:
         set_threads(per_worker)

@@ -12,16 +12,19 @@ import numpy as np
 from tqdm import tqdm
 
 from hipseg.collisions import count_collisions, default_eps_mm
+from hipseg.core.atomic import remove_stale_temporaries
 from hipseg.core.errors import HipsegError, InputError, VolumeError
 from hipseg.core.labels import LabelTable
 from hipseg.core.volume import Volume
 from hipseg.inference.localize import predict_hip_region
 from hipseg.inference.volume import Prediction, predict_volume
 from hipseg.io import PredictionFiles, image_format, read_image, write_image, write_labels
+from hipseg.io.guard import check_output_folder, refuse_name_clashes, refuse_overwriting_inputs
 from hipseg.postprocess import enforce_min_gap, symmetric_components_with_report
 from hipseg.runtime.model_io import LoadedModel
 
-__all__ = ["PredictOptions", "PredictionSummary", "finish_prediction", "predict_files"]
+__all__ = ["PredictOptions", "PredictionSummary", "finish_prediction", "plan_outputs",
+           "predict_files"]
 
 logger = logging.getLogger(__name__)
 
@@ -92,6 +95,59 @@ def finish_prediction(prediction: Prediction, image: Volume, labels_table: Label
                                      gap_changed)
 
 
+def _requested(outputs: PredictionFiles, options: PredictOptions) -> list[Path]:
+    """Every file one case writes, the label map last: it marks the case as finished."""
+    extra = [outputs.probabilities] if options.save_probabilities else []
+    extra += [outputs.uncertainty] if options.save_uncertainty else []
+    return [*extra, outputs.labels]
+
+
+def plan_outputs(inputs: list[Path], out_dir: Path, options: PredictOptions
+                 ) -> list[PredictionFiles]:
+    """The outputs of every input, checked before any work: ``out_dir`` writable, no output on
+    an input or on another input's output. Removes temporaries left by killed runs.
+
+    Raises
+    ------
+    InputError
+        A format that cannot be written for an input, an unwritable ``out_dir``, an output
+        that would replace an input, or two inputs with the same case id.
+    """
+    planned = []
+    for path in inputs:
+        try:
+            planned.append(PredictionFiles.for_input(out_dir, path, options.output_format))
+        except ValueError as err:
+            raise InputError(path, str(err)) from None
+    check_output_folder(out_dir)
+    pairs = [(path, target) for path, outputs in zip(inputs, planned)
+             for target in _requested(outputs, options)]
+    refuse_overwriting_inputs(inputs, [target for _, target in pairs])
+    refuse_name_clashes(pairs)
+    for stale in remove_stale_temporaries(out_dir):
+        logger.info("removed %s, left by an interrupted run", stale)
+    return planned
+
+
+def _write_outputs(path: Path, image: Volume, labels: np.ndarray, prediction: Prediction,
+                   outputs: PredictionFiles, options: PredictOptions) -> None:
+    if options.save_probabilities:
+        write_image(outputs.probabilities, np.moveaxis(prediction.probabilities, 0, -1),
+                    image.affine)
+    if options.save_uncertainty:
+        write_image(outputs.uncertainty, prediction.disagreement, image.affine)
+    # Last, so that an existing label map means every requested output exists. A NIfTI
+    # input's header is copied; other inputs give their geometry through `image`.
+    write_labels(outputs.labels, labels,
+                 reference=path if image_format(path) == "nifti" else image)
+
+
+def _check_finite(prediction: Prediction, model: LoadedModel) -> None:
+    if not np.all(np.isfinite(prediction.probabilities)):
+        raise InputError(model.source, "the network gave non-finite probabilities (NaN or inf): "
+                                       "the model file is corrupt")
+
+
 def predict_files(model: LoadedModel, inputs: list[Path], out_dir: Path, *,
                   options: PredictOptions | None = None,
                   progress: bool = True) -> list[PredictionSummary]:
@@ -102,19 +158,19 @@ def predict_files(model: LoadedModel, inputs: list[Path], out_dir: Path, *,
 
     Also ``<case id>_probabilities.nii.gz`` (fused, classes last) and
     ``<case id>_uncertainty.nii.gz`` (fraction of views voting against the fused label) when
-    asked. An input whose label map already exists is skipped unless ``options.overwrite``.
-    Raises ``HipsegError`` after trying every input if some failed, naming them.
+    asked. The label map is written last; an input whose requested outputs all exist is
+    skipped unless ``options.overwrite``. Nothing is written before every output has been
+    checked (:func:`plan_outputs`). Raises ``HipsegError`` after trying every input if some
+    failed, naming them.
     """
     options = PredictOptions() if options is None else options
     max_memory = None if options.max_memory_gb is None else int(options.max_memory_gb * 2**30)
+    planned = plan_outputs(inputs, out_dir, options)
     summaries, failed = [], []
-    for path in tqdm(inputs, desc="predicting", disable=not progress or len(inputs) < 2):
-        try:
-            outputs = PredictionFiles.for_input(out_dir, path, options.output_format)
-        except ValueError as err:
-            raise InputError(path, str(err)) from None
+    for path, outputs in tqdm(list(zip(inputs, planned)), desc="predicting",
+                              disable=not progress or len(inputs) < 2):
         target = outputs.labels
-        if target.exists() and not options.overwrite:
+        if not options.overwrite and all(p.exists() for p in _requested(outputs, options)):
             logger.info("skipping %s: %s exists (--overwrite to redo)", path, target)
             continue
         try:
@@ -129,18 +185,17 @@ def predict_files(model: LoadedModel, inputs: list[Path], out_dir: Path, *,
                                                     precision=options.precision)
             except VolumeError as err:
                 raise InputError(path, str(err)) from None
+            _check_finite(prediction, model)
             labels, summary = finish_prediction(prediction, image, model.config.labels, options)
             present = np.bincount(labels.ravel(), minlength=model.config.labels.n_classes) > 0
             summary = dataclasses.replace(summary, empty_classes=tuple(
                 model.config.labels.names[c] for c in model.config.labels.foreground_ids
                 if not present[c]))
-            # A NIfTI input's header is copied; other inputs give their geometry through `image`.
-            write_labels(target, labels, reference=path if image_format(path) == "nifti" else image)
-            if options.save_probabilities:
-                write_image(outputs.probabilities,
-                            np.moveaxis(prediction.probabilities, 0, -1), image.affine)
-            if options.save_uncertainty:
-                write_image(outputs.uncertainty, prediction.disagreement, image.affine)
+            try:
+                _write_outputs(path, image, labels, prediction, outputs, options)
+            except OSError as err:
+                raise InputError(out_dir, f"cannot write the outputs of {path.name} "
+                                          f"({err.strerror or err})") from None
             summaries.append(dataclasses.replace(summary, case_id=outputs.case, path=target))
             logger.info("wrote %s: |E| = %d collision voxels (eps %.1f mm), mean view "
                         "disagreement %.3f, post-processing moved %d, removed %d and cleared "

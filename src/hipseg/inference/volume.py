@@ -141,8 +141,8 @@ def _predict_views(model: LoadedModel, image: Volume, *, batch_size: int,
     needed = estimate_prediction_bytes(image.shape, config.labels.n_classes, largest.dim,
                                        config.model.in_channels)
     if needed > limit:
-        raise VolumeError(f"predicting this {image.shape} scan needs about {needed / 2**30:.1f} GiB, "
-                         f"more than the limit of {limit / 2**30:.1f} GiB (--max-memory-gb); "
+        raise VolumeError(f"predicting this {image.shape} scan needs about {needed / 2**30:.3g} "
+                          f"GiB, more than the limit of {limit / 2**30:.3g} GiB (--max-memory-gb); "
                          "crop the scan or raise the limit")
     channels, fill_values = network_input(image.data, image.affine,
                                           clip_below_hu=config.preprocess.clip_below_hu,

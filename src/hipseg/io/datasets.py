@@ -36,9 +36,10 @@ def find_images(folder: Path) -> list[Path]:
     folder = Path(folder)
     if not folder.is_dir():
         raise InputError(folder, "folder not found")
-    files = sorted((p for p in folder.iterdir()
-                    if (p.is_file() and p.name.lower().endswith(IMAGE_SUFFIXES))
-                    or (p.is_dir() and is_dicom_folder(p))), key=case_id)
+    # Hidden files are never cases: temporaries of interrupted writes, macOS "._" files.
+    files = sorted((p for p in folder.iterdir() if not p.name.startswith(".")
+                    and ((p.is_file() and p.name.lower().endswith(IMAGE_SUFFIXES))
+                         or (p.is_dir() and is_dicom_folder(p)))), key=case_id)
     if not files:
         raise InputError(folder, f"no images ({', '.join(IMAGE_SUFFIXES)} or DICOM series "
                                  "folders) in folder")

@@ -8,7 +8,10 @@ and the problem. Every write goes to a temporary file beside the target, then is
 
 from __future__ import annotations
 
+import errno
 import gzip
+import math
+import os
 import zlib
 from pathlib import Path
 
@@ -20,7 +23,7 @@ from hipseg.core.errors import InputError
 from hipseg.core.labels import LabelTable
 from hipseg.core.volume import Volume
 from hipseg.io.formats import OUTPUT_FORMATS, image_format
-from hipseg.io.itk import read_itk, read_itk_geometry, write_itk
+from hipseg.io.itk import check_voxel_memory, read_itk, read_itk_geometry, write_itk
 from hipseg.io.nnunet import label_lookup
 
 __all__ = ["read_image", "read_labels", "read_map", "reference_affine", "write_image",
@@ -28,10 +31,43 @@ __all__ = ["read_image", "read_labels", "read_map", "reference_affine", "write_i
 
 AFFINE_TOLERANCE_MM = 1e-3
 
+#: Deflate expands data at most about 1032 times; a gzipped file claiming more voxel bytes
+#: than this many times its size (plus room for header and framing) cannot hold them.
+_DEFLATE_MAX_RATIO = 1100
+_DEFLATE_SLACK_BYTES = 1 << 20
+#: Label values a label map may hold to be cast to int64 ids without wrapping around.
+_INT64_BOUND = 2**63
+
+
+def _check_claimed_size(path: Path, img: nib.Nifti1Image) -> None:
+    """Refuse a NIfTI whose header claims more voxels than its file can hold or memory can take.
+
+    Checked before the pixels are read: nibabel allocates the whole array first, so a 2 KB file
+    claiming 30000³ voxels would otherwise exhaust memory instead of failing.
+    """
+    proxy = img.dataobj
+    shape = img.header.get_data_shape()
+    n_voxels = math.prod(shape)
+    stored = n_voxels * proxy.dtype.itemsize
+    file_bytes = path.stat().st_size
+    if path.name.lower().endswith(".gz"):
+        if stored > _DEFLATE_MAX_RATIO * file_bytes + _DEFLATE_SLACK_BYTES:
+            raise InputError(path, f"header claims {stored / 1e9:.1f} GB of voxels (shape "
+                                   f"{shape} {proxy.dtype}) but the compressed file is only "
+                                   f"{file_bytes} bytes (truncated or corrupt header)")
+    elif file_bytes < proxy.offset + stored:
+        raise InputError(path, f"truncated: header claims {stored} bytes of voxels, the file "
+                               f"holds {max(file_bytes - proxy.offset, 0)}")
+    # Scaled voxels (scl_slope, scl_inter) are read as floats, wider than the stored ones.
+    scaled = proxy.slope != 1 or proxy.inter != 0
+    dtype = np.result_type(proxy.dtype, proxy.slope, proxy.inter) if scaled else proxy.dtype
+    check_voxel_memory(path, shape, str(dtype), n_voxels * dtype.itemsize)
+
 
 def _load_nifti(path: Path) -> tuple[np.ndarray, np.ndarray]:
     try:
         img = nib.load(path)
+        _check_claimed_size(path, img)
         data = np.asanyarray(img.dataobj)
     except (OSError, EOFError, ValueError, zlib.error, gzip.BadGzipFile,
             nib.filebasedimages.ImageFileError) as err:
@@ -41,16 +77,41 @@ def _load_nifti(path: Path) -> tuple[np.ndarray, np.ndarray]:
     return data, img.affine
 
 
+def _missing(path: Path) -> InputError:
+    """Why ``path``, which does not exist, cannot be opened: a link loop, a broken link, absent."""
+    try:
+        path.resolve(strict=True)
+    except RuntimeError:  # how Python before 3.13 reports a link loop; later ones raise ELOOP
+        return InputError(path, "symbolic link loop")
+    except OSError as err:
+        if err.errno == errno.ELOOP:
+            return InputError(path, "symbolic link loop")
+    if path.is_symlink():
+        return InputError(path, f"broken symbolic link to {os.readlink(path)}")
+    return InputError(path, "file not found")
+
+
+def _check_one_value_per_voxel(path: Path, data: np.ndarray) -> None:
+    """Refuse voxels that are not one real number: RGB(A) records, complex values."""
+    if data.dtype.names is not None:
+        kind = "".join(data.dtype.names) if set(data.dtype.names) <= set("RGBA") else "record"
+        raise InputError(path, f"{kind} voxels ({len(data.dtype.names)} values per voxel): "
+                               "expected one value per voxel")
+    if data.dtype.kind not in "biuf":
+        raise InputError(path, f"{data.dtype} voxels: expected one real value per voxel")
+
+
 def _load(path: Path, series_uid: str | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Array ``(X, Y, Z)`` and voxel-to-RAS affine of any supported image, validated."""
     path = Path(path)
     if not path.exists():
-        raise InputError(path, "file not found")
+        raise _missing(path)
     fmt = image_format(path)
     if fmt is None:
         raise InputError(path, "unknown image format: not a NIfTI file (.nii, .nii.gz), NRRD "
                                "(.nrrd, .nhdr), MetaImage (.mha, .mhd) or DICOM series folder")
     data, affine = _load_nifti(path) if fmt == "nifti" else read_itk(path, series_uid)
+    _check_one_value_per_voxel(path, data)
     if data.ndim != 3:
         raise InputError(path, f"expected a 3D volume, got shape {data.shape}")
     if min(data.shape) < 2:
@@ -74,9 +135,12 @@ def read_image(path: Path, *, series_uid: str | None = None) -> Volume:
     Raises
     ------
     InputError
-        Missing, unreadable or truncated file; unknown format; a folder without DICOM; not 3D;
-        NaN or infinite values; a constant (empty) image; a singular (zero spacing) or
-        non-finite affine.
+        Missing, unreadable or truncated file (also a broken or looping symbolic link); unknown
+        format; a folder without DICOM; a header claiming more voxels than the file holds or
+        than free memory; not 3D; not one real value per voxel (RGB, complex); NaN or infinite
+        values; a constant (empty) image; a singular (zero spacing) or non-finite affine; and
+        what :func:`hipseg.io.itk.read_itk` refuses (unevenly spaced DICOM slices, MetaImage or
+        NRRD pixel data outside the header's folder unless ``HIPSEG_ALLOW_EXTERNAL_DATA=1``).
     """
     data, affine = _load(path, series_uid)
     image = np.asarray(data, dtype=np.float32)
@@ -126,7 +190,14 @@ def read_labels(path: Path, labels: LabelTable, reference: Volume | None = None)
         not np.all(np.isfinite(values)) or np.any(values != np.round(values))
     ):
         raise InputError(path, "label map has non-integer values")
-    found = np.unique(values).astype(np.int64)
+    found = np.unique(values)
+    # Cast to int64, such values would wrap around (1e20 becomes -2**63): report them as stored.
+    beyond = found[(found < -_INT64_BOUND) | (found >= _INT64_BOUND)]
+    if beyond.size:
+        shown = ", ".join(f"{v:g}" if beyond.dtype.kind == "f" else str(v) for v in beyond)
+        raise InputError(path, f"unknown label values [{shown}] "
+                               f"(table has 0..{labels.n_classes - 1})")
+    found = found.astype(np.int64)
     lookup = label_lookup(path, labels)
     if lookup is not None:
         unnamed = [int(v) for v in found if v < 0 or v >= len(lookup) or lookup[v] < 0]

@@ -28,6 +28,21 @@ __all__ = [
 DATASET_JSON = "dataset.json"
 LABEL_FOLDERS = ("labelsTr", "labelsTs")
 _CHANNEL = re.compile(r"^(?P<case>.+)_(?P<channel>\d{4})$")
+#: Largest class id read from a dataset.json: ids index a lookup table, so a huge one would
+#: allocate a huge table; nnU-Net label maps are 8 or 16 bits.
+_MAX_DATASET_ID = 65535
+
+
+def _shown(value: object, limit: int = 60) -> str:
+    """``value`` as JSON for an error message, cut at ``limit`` characters."""
+    text = json.dumps(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _is_id(value: object) -> bool:
+    # JSON true/false load as bool, which is a subclass of int: not ids.
+    return isinstance(value, int) and not isinstance(value, bool) \
+        and 0 <= value <= _MAX_DATASET_ID
 
 
 def read_dataset_json(root: Path) -> dict:
@@ -36,25 +51,48 @@ def read_dataset_json(root: Path) -> dict:
     Raises
     ------
     InputError
-        Missing or invalid JSON; no ``labels``/``file_ending``; more than one input channel;
-        region-based labels (lists of ids).
+        Missing or invalid JSON; not an object; no ``labels``/``file_ending``/``channel_names``;
+        ``channel_names`` not a mapping of exactly one channel; ``file_ending`` not a non-empty
+        string; ``labels`` not a mapping of names to distinct integer ids ``0 .. 65535`` with
+        background 0 (JSON ``true`` is not an id); region-based labels (lists of ids).
     """
     path = Path(root) / DATASET_JSON
     try:
         info = json.loads(path.read_text())
     except FileNotFoundError:
         raise InputError(path, "file not found") from None
-    except (OSError, ValueError) as err:
+    except (OSError, ValueError, RecursionError) as err:
         raise InputError(path, f"not valid JSON ({err})") from None
+    if not isinstance(info, dict):
+        raise InputError(path, "not a JSON object (nnU-Net v2 dataset.json expected)")
     for key in ("labels", "file_ending", "channel_names"):
         if key not in info:
             raise InputError(path, f"no {key!r} entry (nnU-Net v2 dataset.json expected)")
-    if len(info["channel_names"]) != 1:
+    channels = info["channel_names"]
+    if not isinstance(channels, dict):
+        raise InputError(path, f'channel_names must map channel numbers to names, like '
+                               f'{{"0": "CT"}}, not {_shown(channels)}')
+    if len(channels) != 1:
         raise InputError(path, f"hipseg reads one CT channel, the dataset has "
-                               f"{len(info['channel_names'])}: {info['channel_names']}")
-    if not all(isinstance(v, int) and v >= 0 for v in info["labels"].values()):
+                               f"{len(channels)}: {channels}")
+    if not isinstance(info["file_ending"], str) or not info["file_ending"]:
+        raise InputError(path, f'file_ending must be a file name ending like ".nii.gz", not '
+                               f'{_shown(info["file_ending"])}')
+    labels = info["labels"]
+    if not isinstance(labels, dict) or not labels:
+        raise InputError(path, f'labels must map class names to ids, like {{"background": 0, '
+                               f'...}}, not {_shown(labels)}')
+    if any(isinstance(v, list) for v in labels.values()):
         raise InputError(path, "labels must map names to non-negative integer ids "
                                "(region-based labels are not supported)")
+    bad = {name: v for name, v in labels.items() if not _is_id(v)}
+    if bad:
+        raise InputError(path, f"labels must map names to integer ids 0..{_MAX_DATASET_ID}, "
+                               f"not {_shown(bad)}")
+    if 0 not in labels.values():
+        raise InputError(path, "labels have no background (id 0)")
+    if len(set(labels.values())) != len(labels):
+        raise InputError(path, f"labels give one id to several classes: {_shown(labels)}")
     return info
 
 

@@ -32,6 +32,33 @@ def _metrics_html(row: dict, table: LabelTable) -> str:
                        [[n, *(_number(row[f"{m}_{n}"]) for m in METRICS)] for n in names])
 
 
+_BONE_FIELDS = {"n_vertices": int, "n_faces": int, "volume_ml": (int, float), "watertight": bool,
+                "manifold": bool, "outward": bool, "n_self_intersections": int}
+_PAIR_FIELDS = {"bones": list, "distance_mm": (int, float), "point_a_mm": list}
+
+
+def mesh_qc_problem(qc: object) -> str | None:
+    """What keeps ``qc`` from being a mesh QC report (:func:`~hipseg.mesh.mesh_qc`'s shape:
+    ``bones`` by name, a list of ``pairs``), or ``None`` when it is one."""
+    if not isinstance(qc, dict) or not isinstance(qc.get("bones"), dict) \
+            or not isinstance(qc.get("pairs"), list):
+        return "not a mesh QC report: expected an object with 'bones' (an object) and 'pairs' " \
+               "(a list)"
+    rows = [(f"bones.{bone}", row, _BONE_FIELDS) for bone, row in qc["bones"].items()]
+    rows += [(f"pairs[{i}]", row, _PAIR_FIELDS) for i, row in enumerate(qc["pairs"])]
+    for name, row, fields in rows:
+        if not isinstance(row, dict):
+            return f"{name} is not an object"
+        for key, kind in fields.items():
+            if not isinstance(row.get(key), kind):
+                return f"{name}.{key} is missing or of the wrong type"
+    for i, pair in enumerate(qc["pairs"]):
+        if len(pair["bones"]) != 2 or len(pair["point_a_mm"]) != 3 or not all(
+                isinstance(x, (int, float)) for x in pair["point_a_mm"]):
+            return f"pairs[{i}] needs two bones and a 3-number point_a_mm"
+    return None
+
+
 def _mesh_qc_html(qc: dict) -> str:
     def flag(ok: bool) -> str:
         return "yes" if ok else "NO"

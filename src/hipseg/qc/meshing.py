@@ -7,6 +7,7 @@ from pathlib import Path
 
 from hipseg.core.labels import LabelTable
 from hipseg.io import PredictionFiles, read_labels
+from hipseg.io.guard import check_output_folder, refuse_name_clashes, refuse_overwriting_inputs
 from hipseg.mesh import label_surface_meshes, mesh_qc, write_mesh_qc_json, write_meshes
 from hipseg.postprocess import enforce_min_gap
 
@@ -31,6 +32,10 @@ def mesh_files(label_paths: list[Path], out_dir: Path, table: LabelTable, *, fmt
         Per map, :func:`~hipseg.mesh.mesh_qc` plus ``case``, ``gap_voxels_changed``,
         ``coordinates`` (``"RAS"`` or ``"LPS"``) and ``files``.
     """
+    check_output_folder(out_dir)
+    qc_files = [PredictionFiles.beside(path).mesh_qc(out_dir) for path in label_paths]
+    refuse_overwriting_inputs(label_paths, qc_files)
+    refuse_name_clashes(zip(label_paths, qc_files))
     reports = []
     for path in label_paths:
         volume = read_labels(path, table)

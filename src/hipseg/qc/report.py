@@ -28,6 +28,7 @@ from hipseg.core.labels import LabelTable
 from hipseg.core.volume import apply_affine
 from hipseg.evaluation.evaluate import evaluate_case
 from hipseg.io import PredictionFiles, case_id, read_image, read_labels, read_map
+from hipseg.io.guard import check_output_folder, refuse_overwriting_inputs
 from hipseg.mesh import label_surface_meshes
 from hipseg.mesh import mesh_qc as compute_mesh_qc
 from hipseg.qc.anatomy import joint_centres
@@ -79,6 +80,11 @@ def write_case_report(image_path: Path, labels_path: Path, out_dir: Path, table:
         The HTML file. Every write is atomic.
     """
     plt = need_matplotlib()
+    inputs = [p for p in (image_path, labels_path, uncertainty_path, reference_labels_path)
+              if p is not None]
+    check_output_folder(out_dir)
+    refuse_overwriting_inputs(inputs, [PredictionFiles(Path(out_dir), case_id(Path(image_path)))
+                                       .report(Path(out_dir))])
     image = read_image(image_path)
     labels = read_labels(labels_path, table, reference=image)
     case, out_dir = case_id(Path(image_path)), Path(out_dir)
@@ -137,11 +143,12 @@ def write_case_report(image_path: Path, labels_path: Path, out_dir: Path, table:
         reference = read_labels(reference_labels_path, table, reference=image)
         metrics_row = evaluate_case(labels.data, reference.data, spacing, table)
 
+    # The page is made before any file is written, so a bad report leaves nothing behind.
+    page = page_html(case, image_path, labels_path, table, colours, notes, images, metrics_row,
+                     mesh_qc, eps_mm, centre_text)
     for name, _, png in images:
         with atomic_path(out_dir / f"{case}_{name}.png") as tmp:
             tmp.write_bytes(png)
-    page = page_html(case, image_path, labels_path, table, colours, notes, images, metrics_row,
-                 mesh_qc, eps_mm, centre_text)
     path = PredictionFiles(out_dir, case).report(out_dir)
     atomic_write_text(path, page)
     logger.info("wrote %s (%d images)", path, len(images))

@@ -19,6 +19,7 @@ from hipseg.core.atomic import atomic_path
 from hipseg.core.labels import LabelTable
 from hipseg.core.volume import apply_affine
 from hipseg.io import PredictionFiles, read_labels, read_map, write_image
+from hipseg.io.guard import check_output_folder, refuse_name_clashes, refuse_overwriting_inputs
 
 __all__ = [
     "CollisionRegion",
@@ -29,7 +30,8 @@ __all__ = [
     "write_review_csv",
 ]
 
-#: Files hipseg writes beside a prediction; they are not label maps to review.
+#: The table ``collisions --out DIR`` writes beside the maps.
+REVIEW_CSV = "collisions.csv"
 
 
 @dataclass(frozen=True)
@@ -98,6 +100,11 @@ def review_files(paths: list[Path], labels: LabelTable, *, eps_mm: float | None,
     """Review label maps (derived files such as ``*_uncertainty`` skipped), worst first:
     by |E|, then by mean view disagreement."""
     maps = [p for p in paths if not PredictionFiles.is_derived(p)]
+    if collisions_dir is not None:
+        targets = [PredictionFiles.beside(p).collisions(collisions_dir) for p in maps]
+        check_output_folder(collisions_dir)
+        refuse_overwriting_inputs(paths, [*targets, Path(collisions_dir) / REVIEW_CSV])
+        refuse_name_clashes(zip(maps, targets))
     reviews = [review_scan(p, labels, eps_mm=eps_mm, top_regions=top_regions,
                            collisions_dir=collisions_dir) for p in maps]
     return sorted(reviews, key=lambda r: (-r.collisions, -np.nan_to_num(r.mean_disagreement)))

@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import reprlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -14,7 +15,7 @@ import torch
 from hipseg.core.config import HipsegConfig, load_config, save_config
 from hipseg.core.errors import InputError
 from hipseg.models.checkpoint import load_state_dict, save_state_dict
-from hipseg.models.registry import architecture
+from hipseg.models.registry import ARCHITECTURES, architecture
 from hipseg.models.unet2d import UNet2D
 from hipseg.models.unet3d import UNet3D
 
@@ -75,47 +76,79 @@ def load_weights_into(network: torch.nn.Module, path: Path) -> None:
     Raises
     ------
     InputError
-        Naming missing, unexpected or mis-shaped parameters.
+        Naming missing, unexpected, mis-shaped or non-tensor parameters, or the first tensor
+        with NaN or infinite values (a network with them predicts background everywhere,
+        silently).
     """
     state = load_state_dict(path)
     own = network.state_dict()
     missing = sorted(set(own) - set(state))
-    unexpected = sorted(set(state) - set(own))
-    mismatched = [k for k in own if k in state and tuple(state[k].shape) != tuple(own[k].shape)]
-    if missing or unexpected or mismatched:
+    unexpected = sorted(map(str, set(state) - set(own)))
+    not_tensors = [k for k in own if k in state and not isinstance(state[k], torch.Tensor)]
+    mismatched = [k for k in own if k in state and k not in not_tensors
+                  and tuple(state[k].shape) != tuple(own[k].shape)]
+    if missing or unexpected or not_tensors or mismatched:
         parts = []
         if missing:
             parts.append(f"missing {missing[:3]}")
         if unexpected:
-            parts.append(f"unexpected {unexpected[:3]}")
+            parts.append(f"unexpected {reprlib.repr(unexpected)}")
+        if not_tensors:
+            parts.append(f"not tensors {not_tensors[:3]}")
         if mismatched:
             k = mismatched[0]
             parts.append(f"shape of {k}: file {tuple(state[k].shape)}, model {tuple(own[k].shape)}")
         raise InputError(path, "weights do not fit the architecture: " + "; ".join(parts))
+    for name, tensor in state.items():
+        if tensor.is_floating_point() and not torch.isfinite(tensor).all():
+            raise InputError(path, f"non-finite weights in {name} (NaN or inf): the model file "
+                                   "is corrupt")
     network.load_state_dict(state)
 
 
 @dataclass(frozen=True, eq=False)
 class LoadedModel:
-    """A network in eval mode on its device, with the config it was trained with."""
+    """A network in eval mode on its device, with the config it was trained with.
+
+    ``source`` is the weights file it came from, named by errors about the network's output.
+    """
 
     config: HipsegConfig
     network: UNet2D | UNet3D
     device: torch.device
+    source: Path = Path("model.pt")
 
 
 def load_model(model_dir: Path, device: torch.device) -> LoadedModel:
-    """Load ``model_dir/config.yaml`` and ``model_dir/model.pt`` (``weights_only=True``)."""
+    """Load ``model_dir/config.yaml`` and ``model_dir/model.pt`` (``weights_only=True``).
+
+    Raises
+    ------
+    InputError
+        Naming ``config.yaml``: invalid, an unknown architecture, no trained views or plane
+        size, or a patch size the network cannot take; or naming ``model.pt``: missing,
+        unsafe, not fitting the network or with non-finite weights.
+    """
     folder = ModelFolder(model_dir)
     if not folder.root.is_dir():
         raise InputError(folder.root, "model folder not found")
     config = load_config(folder.config)
-    if architecture(config.model.architecture).uses_views and (not config.views.directions or config.sampling.dim <= 0):
+    # The registry's own error would not name the file (core cannot know the registry).
+    name = config.model.architecture
+    if name not in ARCHITECTURES:
+        raise InputError(folder.config, f"model.architecture: unknown {reprlib.repr(name)} "
+                                        f"({', '.join(sorted(ARCHITECTURES))})")
+    family, sampling = ARCHITECTURES[name], config.sampling
+    if family.uses_views and (
+            not config.views.directions or sampling.dim <= 0 or sampling.sphere_diameter_mm <= 0):
         raise InputError(folder.config, "config has no trained views or plane size")
     network = build_network(config)
+    if not family.uses_views and config.model.patch_vox % network.size_multiple:
+        raise InputError(folder.config, f"model.patch_vox: {config.model.patch_vox} is not a "
+                                        f"multiple of 2**model.depth = {network.size_multiple}")
     load_weights_into(network, folder.weights)
     network.to(device).eval()
-    return LoadedModel(config, network, device)
+    return LoadedModel(config, network, device, folder.weights)
 
 
 def save_model(network: torch.nn.Module, config: HipsegConfig, model_dir: Path, *,

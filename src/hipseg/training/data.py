@@ -13,6 +13,7 @@ from tqdm import tqdm
 from hipseg.core.config import HipsegConfig
 from hipseg.core.errors import InputError, VolumeError
 from hipseg.io import Case, read_image, read_labels
+from hipseg.io.sides import check_sides
 from hipseg.preprocess import network_input
 from hipseg.runtime.device import physical_memory_bytes
 from hipseg.training.weightmaps import cached_weight_map
@@ -49,8 +50,12 @@ class TrainingScan:
 
 def load_training_scans(cases: list[Case], config: HipsegConfig, device: torch.device,
                         progress: bool = True, *,
-                        weight_cache: Path | None = None) -> list[TrainingScan]:
+                        weight_cache: Path | None = None,
+                        strict_sides: bool = False) -> list[TrainingScan]:
     """Read, validate and pre-process each case's image and label map.
+
+    A label map whose side classes lie on the wrong side of the midline is a warning, or an
+    error with ``strict_sides`` (:func:`~hipseg.io.sides.check_sides`).
 
     With ``config.weight_map.enabled`` each scan also gets its weight map, from the cache
     (``weight_cache``, default ``DATA/weightmaps``) or computed and cached.
@@ -69,6 +74,7 @@ def load_training_scans(cases: list[Case], config: HipsegConfig, device: torch.d
                                          f"{held / 2**30:.1f} GiB in memory, more than the limit "
                                          f"of {limit / 2**30:.1f} GiB; use fewer or smaller scans")
         labels = read_labels(case.labels, config.labels, reference=image)
+        check_sides(case.labels, labels, config.labels, strict=strict_sides)
         try:
             channels, fill_values = network_input(
                 image.data, image.affine, clip_below_hu=config.preprocess.clip_below_hu,

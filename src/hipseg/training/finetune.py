@@ -46,7 +46,9 @@ def merge_cases(previous: list[Case], new: list[Case]) -> list[Case]:
 def finetune(model_dir: Path, cases: list[Case], config: HipsegConfig, out_dir: Path, *,
              device: torch.device, continue_training: bool = False, resume: bool = False,
              weight_cache: Path | None = None, progress: bool = True,
-             run: DistributedRun | None = None, precision: str = "auto") -> TrainResult:
+             run: DistributedRun | None = None, precision: str = "auto",
+             overwrite: bool = False, resume_epochs: int | None = None,
+             strict_sides: bool = False) -> TrainResult:
     """Fine-tune ``model_dir`` on ``cases`` and write a new model folder ``out_dir``.
 
     Parameters
@@ -59,7 +61,7 @@ def finetune(model_dir: Path, cases: list[Case], config: HipsegConfig, out_dir: 
         a new scan with the id of an old one replaces it (a corrected label map).
     resume : bool
         Continue an interrupted fine-tuning in ``out_dir`` (give the same arguments).
-    run, precision
+    run, precision, overwrite, resume_epochs, strict_sides
         As :func:`hipseg.training.train.train`.
 
     Raises
@@ -77,4 +79,5 @@ def finetune(model_dir: Path, cases: list[Case], config: HipsegConfig, out_dir: 
                     len(previous), len(cases), len(merged))
         cases = merged
     return train(cases, config, out_dir, device=device, init_model=model_dir, resume=resume,
-                 weight_cache=weight_cache, progress=progress, run=run, precision=precision)
+                 weight_cache=weight_cache, progress=progress, run=run, precision=precision,
+                 overwrite=overwrite, resume_epochs=resume_epochs, strict_sides=strict_sides)

@@ -22,6 +22,7 @@ from hipseg.augment import elastic_augment
 from hipseg.core.config import HipsegConfig, load_config
 from hipseg.core.errors import HipsegError, InputError
 from hipseg.io import Case
+from hipseg.io.guard import check_output_folder
 from hipseg.losses import class_overlaps, mean_foreground_dice, weighted_cross_entropy
 from hipseg.models.registry import architecture
 from hipseg.runtime.model_io import ModelFolder, build_network, load_weights_into, save_model
@@ -249,7 +250,8 @@ def sampling_rng(seed: int, rank: int, split_rng: np.random.Generator) -> np.ran
 def train(cases: list[Case], config: HipsegConfig, out_dir: Path, *, device: torch.device,
           init_model: Path | None = None, resume: bool = False, weight_cache: Path | None = None,
           val_cases: list[Case] | None = None, progress: bool = True,
-          run: DistributedRun | None = None, precision: str = "auto") -> TrainResult:
+          run: DistributedRun | None = None, precision: str = "auto", overwrite: bool = False,
+          resume_epochs: int | None = None, strict_sides: bool = False) -> TrainResult:
     """Train and write ``out_dir/{model.pt, last.pt, config.yaml, log.csv, progress.png}``.
 
     Parameters
@@ -277,6 +279,21 @@ def train(cases: list[Case], config: HipsegConfig, out_dir: Path, *, device: tor
     precision : str
         ``auto`` (bf16 autocast on CUDA, fp16 with a gradient scaler where bf16 is missing;
         float32 on the CPU), ``fp32``, ``bf16`` or ``fp16``.
+    overwrite : bool
+        Replace the model in ``out_dir``; without it (or ``resume``) a folder that already
+        holds a model is refused, so no trained model is lost by a repeated command.
+    resume_epochs : int, optional
+        With ``resume``: train until this many epochs in all instead of the saved
+        ``train.epochs`` (to extend or shorten a run); the new value is saved in config.yaml.
+    strict_sides : bool
+        Refuse a label map whose side classes lie on the wrong side of the midline (default:
+        a warning).
+
+    Raises
+    ------
+    InputError
+        ``out_dir`` holds a model and neither ``resume`` nor ``overwrite`` is given; it cannot
+        be written; nothing to resume; ``resume_epochs`` not beyond the epochs already run.
     """
     run = run or single_process(device)
     progress = progress and run.is_main
@@ -287,8 +304,22 @@ def train(cases: list[Case], config: HipsegConfig, out_dir: Path, *, device: tor
         if not state_path.is_file():
             raise InputError(state_path, "nothing to resume: no training state in this folder")
         config = load_config(folder.config)
-        logger.info("resuming %s with the settings in its config.yaml", out_dir)
+        if resume_epochs is not None and resume_epochs != config.train.epochs:
+            logger.info("resuming %s until epoch %d (--epochs; config.yaml said %d), other "
+                        "settings from its config.yaml", out_dir, resume_epochs,
+                        config.train.epochs)
+            config = dataclasses.replace(config, train=dataclasses.replace(
+                config.train, epochs=resume_epochs))
+        else:
+            logger.info("resuming %s with the settings in its config.yaml", out_dir)
     else:
+        existing = [p.name for p in (folder.weights, folder.last_weights, folder.train_state,
+                                      folder.config, folder.cases) if p.exists()]
+        if existing and not overwrite:
+            raise InputError(out_dir, f"already holds a model ({', '.join(existing)}): "
+                                      "--resume to continue it, --overwrite to replace it")
+        if run.is_main:
+            check_output_folder(out_dir)
         config = prepare_config(config, init_model)
     tc = config.train
     rng = np.random.default_rng(tc.seed)
@@ -302,7 +333,8 @@ def train(cases: list[Case], config: HipsegConfig, out_dir: Path, *, device: tor
         train_cases, val_cases = split_cases(cases, tc.val_fraction, rng)
     rng = sampling_rng(tc.seed, run.rank, rng)
     logger.info("training on %d cases, validating on %d", len(train_cases), len(val_cases))
-    train_scans = load_training_scans(train_cases, config, device, progress, weight_cache=weight_cache)
+    train_scans = load_training_scans(train_cases, config, device, progress,
+                                      weight_cache=weight_cache, strict_sides=strict_sides)
 
     with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
         torch.manual_seed(tc.seed)
@@ -319,7 +351,7 @@ def train(cases: list[Case], config: HipsegConfig, out_dir: Path, *, device: tor
     if run.is_main:  # only rank 0 validates: the others neither load nor sample these scans
         val_scans = (train_scans if val_cases == train_cases else
                      load_training_scans(val_cases, config, device, progress,
-                                         weight_cache=weight_cache))
+                                         weight_cache=weight_cache, strict_sides=strict_sides))
         val_batch = make_sampler(config, val_scans).sample(tc.val_planes,
                                                            np.random.default_rng(tc.seed + 1))
     train_sampler = make_sampler(config, train_scans)
@@ -330,6 +362,9 @@ def train(cases: list[Case], config: HipsegConfig, out_dir: Path, *, device: tor
                        amp=AutocastPolicy.for_device(device, precision))
     if resume:
         load_checkpoint(state, state_path, device, run.rank, run.world_size)
+        if state.epoch >= tc.epochs:
+            raise InputError(out_dir, f"already trained {state.epoch} epochs, as many as asked "
+                                      f"({tc.epochs}): give a larger --epochs to train more")
     elif run.is_main:
         out_dir.mkdir(parents=True, exist_ok=True)
         write_case_list(cases, folder.cases)
