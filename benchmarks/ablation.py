@@ -154,8 +154,9 @@ def train_variants(root: Path, cases: dict[str, list[Case]], sizes: Sizes,
                 raise SystemExit(f"--keep {name}: no trained model in {out}")
             logger.info("kept %s from an earlier run", name)
             return out
+        # The benchmark owns --out: a model not kept is trained again over the old one.
         train(train_cases, config, out, device=device, init_model=init, val_cases=val,
-              progress=False)
+              progress=False, overwrite=True)
         timings[name] = time.perf_counter() - started
         logger.info("trained %s in %.1f min", name, timings[name] / 60)
         return out

@@ -28,3 +28,7 @@ def test_tiny_demo_writes_every_stage(tmp_path, capsys):
     assert (tmp_path / "evaluation.csv").is_file()
     printed = capsys.readouterr().out
     assert "dice_mean" in printed and str(tmp_path) in printed
+    # `make demo` twice: the demo owns its folder and redoes every stage in it.
+    first = (tmp_path / "predictions" / "s27.nii.gz").stat().st_mtime_ns
+    run_demo(tmp_path, device=torch.device("cpu"), progress=False, settings=settings)
+    assert (tmp_path / "predictions" / "s27.nii.gz").stat().st_mtime_ns > first

@@ -21,7 +21,7 @@ import torch
 from hipseg.core.config import HipsegConfig, SamplingConfig, TrainConfig
 from hipseg.datasets.phantom import IMAGES, LABELS, LABELS_COARSE, write_label_cases
 from hipseg.evaluation.evaluate import Evaluation, evaluate_folders, format_table, write_csv
-from hipseg.inference.files import predict_files
+from hipseg.inference.files import PredictOptions, predict_files
 from hipseg.io import find_cases, find_images
 from hipseg.runtime.model_io import load_model
 from hipseg.training.train import train
@@ -62,7 +62,11 @@ class DemoSettings:
 
 def run_demo(out_dir: Path, *, seed: int = 0, device: torch.device, progress: bool = True,
              settings: DemoSettings | None = None) -> Evaluation:
-    """Run the whole pipeline on phantoms under ``out_dir`` and print where everything went."""
+    """Run the whole pipeline on phantoms under ``out_dir`` and print where everything went.
+
+    ``out_dir`` is the demo's own: a second run replaces the models and predictions of the
+    first.
+    """
     settings = DemoSettings() if settings is None else settings
     out_dir = Path(out_dir)
     started = time.perf_counter()
@@ -79,17 +83,17 @@ def run_demo(out_dir: Path, *, seed: int = 0, device: torch.device, progress: bo
     config = dataclasses.replace(settings.base_config, train=settings.pretrain)
     logger.info("pre-training on %d phantoms with coarse labels", n_pretrain)
     train(find_cases(data["pretrain"] / IMAGES, data["pretrain"] / LABELS_COARSE), config,
-          pretrained, device=device, progress=progress)
+          pretrained, device=device, progress=progress, overwrite=True)
 
     finetuned = out_dir / "models" / "finetuned"
     config = dataclasses.replace(settings.base_config, train=settings.finetune)
     logger.info("fine-tuning on %d phantoms with accurate labels", len(settings.finetune_maps))
     train(find_cases(data["finetune"] / IMAGES, data["finetune"] / LABELS), config, finetuned,
-          device=device, init_model=pretrained, progress=progress)
+          device=device, init_model=pretrained, progress=progress, overwrite=True)
 
     predictions = out_dir / "predictions"
     predict_files(load_model(finetuned, device), find_images(data["test"] / IMAGES), predictions,
-                  progress=progress)
+                  options=PredictOptions(overwrite=True), progress=progress)
     evaluation = evaluate_folders(data["test"] / LABELS, predictions, config.labels)
     write_csv(evaluation, out_dir / "evaluation.csv")
     minutes = (time.perf_counter() - started) / 60
