@@ -439,7 +439,7 @@ def test_out_as_a_symbolic_link_loop_is_refused(tmp_path, capsys):
 
 
 def test_a_file_system_error_while_writing_is_one_line(tmp_path, capsys, monkeypatch):
-    import hipseg.inference.postprocessing as postprocessing
+    from hipseg.inference import postprocessing
 
     def full_disk(path, *args, **kwargs):
         raise OSError(28, "No space left on device", str(path))
