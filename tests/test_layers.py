@@ -16,7 +16,7 @@ LAYERS = {
     "core": 0,
     "preprocess": 1, "views": 1, "fusion": 1, "metrics": 1, "models": 1, "phantom": 1,
     "postprocess": 1, "collisions": 1, "mesh": 1, "weights": 1, "augment": 1, "crop": 1,
-    "losses": 1, "distances": 1, "labelmap": 1,
+    "losses": 1, "distances": 1, "labelmap": 1, "cartilage": 1,
     "io": 2,
     "runtime": 3, "datasets": 3,
     "training": 4, "inference": 4,
