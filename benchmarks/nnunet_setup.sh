@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# Creates a separate virtual environment with nnU-Net v2 (PyPI nnunetv2) on the same pinned
+# torch as hipseg, for benchmarks/peers.py (issue 17). nnU-Net is never a dependency of hipseg:
+# nothing in hipseg's install or test suite imports it.
+#
+# Usage: bash benchmarks/nnunet_setup.sh [VENV]   (default /tmp/nnunet-venv; needs python3.11)
+#
+# torch is installed first and pinned in the same command as nnunetv2, so resolving nnU-Net's
+# requirements can never pull a newer or a CUDA build (several GB).
+# Idempotent: re-running reuses the venv.
+set -euo pipefail
+
+venv="${1:-/tmp/nnunet-venv}"
+python="${PYTHON:-python3.11}"
+torch_pin="torch==2.13.0"
+
+if [[ ! -x "$venv/bin/python" ]]; then
+    "$python" -m venv "$venv"
+fi
+"$venv/bin/pip" install --quiet --upgrade pip
+"$venv/bin/pip" install --quiet "$torch_pin"
+"$venv/bin/pip" install --quiet "nnunetv2==2.8.*" "$torch_pin"
+"$venv/bin/python" -c 'import torch, nnunetv2, importlib.metadata as m; print("nnunetv2", m.version("nnunetv2"), "torch", torch.__version__)'
+"$venv/bin/nnUNetv2_train" -h > /dev/null && echo "nnUNetv2_train runs"
