@@ -30,7 +30,7 @@ from scipy import ndimage
 
 from hipseg.core.labels import LabelTable
 from hipseg.core.volume import apply_affine
-from hipseg.distances import distance_to_class
+from hipseg.distances import per_class_distances
 from hipseg.labelmap import check_labels, check_spacing
 
 __all__ = ["CartilageBody", "Joint", "cartilage_bodies", "hip_joints"]
@@ -134,8 +134,14 @@ def cartilage_bodies(labels: np.ndarray, spacing_mm: Sequence[float], table: Lab
     for joint in joints:
         _refuse_contact(labels, *joint.bones, table, affine)
     background = labels == 0
-    distance = {c: distance_to_class(labels, c, spacing_mm=spacing)
-                for c in sorted({c for j in joints for c in j.bones})}
+    # A voxel can only be in a joint space when both distances are within the gap plus a
+    # voxel, so each bone's distances are needed only in its box grown by that much.
+    reach_mm = max_gap_mm + float(spacing.max())
+    bones = {c for j in joints for c in j.bones}
+    distance = {c: np.full(labels.shape, np.inf, np.float32) for c in bones}
+    for class_id, box, dist in per_class_distances(labels, spacing_mm=spacing, max_mm=reach_mm):
+        if class_id in bones:
+            distance[class_id][box] = dist
     # Per voxel, the narrowest joint that reaches it wins.
     best_gap = np.full(labels.shape, np.inf, np.float32)
     owner = np.full(labels.shape, -1, np.int16)
