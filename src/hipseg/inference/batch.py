@@ -86,12 +86,12 @@ def predict_files_in_workers(model: LoadedModel, model_dir: Path, inputs: list[P
     """
     if workers < 1:
         raise HipsegError(f"--workers must be at least 1, got {workers}")
-    # Checked once for all inputs: a worker sees only its share.
-    plan_outputs(inputs, out_dir, options or PredictOptions())
     per_worker = threads or max(1, len(os.sched_getaffinity(0)) // workers)
     if workers == 1 or len(inputs) < 2:
         set_threads(per_worker)
         return predict_files(model, inputs, out_dir, options=options, progress=progress)
+    # Checked here for all inputs together: each worker's predict_files sees only its share.
+    plan_outputs(inputs, out_dir, options or PredictOptions())
     shares = [inputs[w::workers] for w in range(workers) if inputs[w::workers]]
     context = multiprocessing.get_context("spawn")
     with ProcessPoolExecutor(len(shares), mp_context=context) as pool:
