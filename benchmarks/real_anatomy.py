@@ -17,7 +17,9 @@ a user would see. Rows:
 - ``no-weightmap``: fine-tuned with plain cross-entropy;
 - ``no-pretrain``: trained from scratch on the accurate scans, as many steps as pre-training
   and fine-tuning together;
-- ``no-lateral``: pre-trained and fine-tuned without the patient-side input channel.
+- ``no-lateral``: pre-trained and fine-tuned without the patient-side input channel;
+- ``ignore-contacts``: pre-trained with loss weight 0 within ``IGNORE_CONTACTS_MM`` of where
+  two bones touch in the coarse labels (where they closed a joint space), then as ``full``.
 
 Scores per test scan, mean +- std: Dice, GapDice, HD95, ASSD (mm), per class and mean; |E|
 (eps 2 mm) after symmetric connected components and before the gap guarantee; "sides": the
@@ -57,7 +59,9 @@ from hipseg.postprocess import symmetric_components
 
 LABEL_MAPS = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "hip-labels"
 HIPSEG = [sys.executable, "-m", "hipseg"]
-ROWS = ("full", "no-lateral", "split-val", "no-weightmap", "no-pretrain")
+ROWS = ("full", "no-lateral", "split-val", "no-weightmap", "no-pretrain", "ignore-contacts")
+#: Half-width of the ignored band: half the widest joint space (5 mm) plus 1.5 mm of margin.
+IGNORE_CONTACTS_MM = 4.0
 METRICS = ("dice", "gap_dice", "hd95", "assd")
 EPS_MM = 2.0
 
@@ -131,11 +135,13 @@ def make_data(root: Path, schedule: Schedule, seed: int) -> dict[str, Path]:
 
 
 def train_args(data: Path, out: Path, schedule: Schedule, *, coarse: bool, lateral: bool,
-               epochs: int, weight_map: bool) -> list[str]:
+               epochs: int, weight_map: bool, ignore_contacts_mm: float = 0.0) -> list[str]:
     args = ["train", str(data), "--out", str(out), "--epochs", str(epochs),
             "--steps-per-epoch", str(schedule.steps), "--lr", str(schedule.pretrain_lr)]
     if coarse:
         args += ["--labels-dir", LABELS_COARSE]
+    if ignore_contacts_mm > 0:
+        args += ["--ignore-contacts-mm", str(ignore_contacts_mm)]
     if weight_map:
         args.append("--weight-map")
     if not lateral:
@@ -184,6 +190,14 @@ def models_of_row(row: str, root: Path, data: dict[str, Path], schedule: Schedul
                     epochs=schedule.pretrain_epochs, weight_map=False)),
                 ("no-lateral-2", finetune_args(pre_flat, data["finetune2"],
                                                models / "no-lateral-2", schedule))]
+    if row == "ignore-contacts":
+        pre_masked = models / "pretrained-ignore-contacts"
+        return [("pretrained-ignore-contacts", train_args(
+                    data["pretrain"], pre_masked, schedule, coarse=True, lateral=True,
+                    epochs=schedule.pretrain_epochs, weight_map=False,
+                    ignore_contacts_mm=IGNORE_CONTACTS_MM)),
+                ("ignore-contacts-2", finetune_args(pre_masked, data["finetune2"],
+                                                    models / "ignore-contacts-2", schedule))]
     raise SystemExit(f"unknown row {row!r}; rows: {', '.join(ROWS)}")
 
 
@@ -278,16 +292,17 @@ def main() -> None:
     results = json.loads(results_path.read_text()) if results_path.is_file() else {}
     trained: dict[str, tuple[float, float]] = {}
     for row in args.rows:
-        for name, cli_args in models_of_row(row, root, data, schedule):
+        steps = models_of_row(row, root, data, schedule)
+        pre_name = next((name for name, _ in steps if name.startswith("pretrained")), None)
+        for name, cli_args in steps:
             model = root / "models" / name
             if name not in trained and not (model / "model.pt").is_file():
                 trained[name] = run_cli(cli_args, root / "logs" / f"train-{name}.log")
                 logger.info("trained %s in %.1f min", name, trained[name][0] / 60)
-            if name.startswith("pretrained") or name in results:
+            if name == pre_name or name in results:
                 continue
             seconds, peak = trained.get(name, (math.nan, math.nan))
-            pre = (trained.get("pretrained-no-lateral" if row == "no-lateral" else "pretrained",
-                               (0.0, 0.0)) if row != "no-pretrain" else (0.0, 0.0))
+            pre = trained.get(pre_name, (0.0, 0.0))
             results[name] = {"train_min": (seconds + pre[0]) / 60,
                              "train_peak_gib": max(peak, pre[1]),
                              "scans": score(model, data["test"], root)}

@@ -6,7 +6,13 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
-from hipseg.weights import distance_weight_map, erode_labels, negligible_distance_vox
+from hipseg.weights import (
+    contact_band,
+    contact_voxels,
+    distance_weight_map,
+    erode_labels,
+    negligible_distance_vox,
+)
 from synthetic import blob_labels
 
 GAP = slice(20, 23)  # x range of the 3-voxel gap between the blocks
@@ -97,3 +103,50 @@ def test_single_class_gives_ones_and_bad_input_is_refused():
         distance_weight_map(labels[0])
     with pytest.raises(ValueError, match="sigma"):
         distance_weight_map(labels, sigma_vox=0.0)
+
+
+def reference_contact_band(labels: np.ndarray, spacing: tuple[float, float, float],
+                           radius_mm: float) -> np.ndarray:
+    """Slow: contacts by looping over voxels and their 6 neighbours, then the distance from
+    every voxel to every contact voxel."""
+    contacts = []
+    shape = labels.shape
+    for ijk in np.ndindex(shape):
+        a = labels[ijk]
+        if a == 0:
+            continue
+        for axis in range(3):
+            for step in (-1, 1):
+                n = list(ijk)
+                n[axis] += step
+                if 0 <= n[axis] < shape[axis] and labels[tuple(n)] not in (0, a):
+                    contacts.append(ijk)
+    band = np.zeros(shape, bool)
+    if contacts:
+        points = np.asarray(contacts, float) * spacing
+        grid = np.indices(shape).reshape(3, -1).T * np.asarray(spacing)
+        nearest = np.min(np.linalg.norm(grid[:, None] - points[None], axis=-1), axis=1)
+        band = (nearest <= radius_mm + 1e-9).reshape(shape)
+    return band
+
+
+@pytest.mark.parametrize("radius_mm", [0.0, 1.3, 2.5])
+def test_contact_band_matches_a_slow_reference(rng, radius_mm):
+    labels = blob_labels((14, 12, 10), rng)
+    spacing = (0.8, 1.0, 1.6)
+    band = contact_band(labels, spacing, radius_mm)
+    np.testing.assert_array_equal(band, reference_contact_band(labels, spacing, radius_mm))
+    assert band.any() and not band.all()
+
+
+def test_contact_voxels_need_two_bones_not_bone_and_background():
+    labels = np.zeros((6, 6, 6), np.uint8)
+    labels[1:3, 1:5, 1:5] = 1
+    assert not contact_voxels(labels).any() and not contact_band(labels, (1, 1, 1), 5.0).any()
+    labels[3:5, 1:5, 1:5] = 4
+    touching = contact_voxels(labels)
+    assert touching.sum() == 2 * 16 and touching[2:4, 1:5, 1:5].all()
+    with pytest.raises(ValueError, match="radius_mm"):
+        contact_band(labels, (1, 1, 1), -1.0)
+    with pytest.raises(ValueError, match="spacing_mm"):
+        contact_band(labels, (1, 0, 1), 1.0)

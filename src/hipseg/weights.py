@@ -7,6 +7,11 @@ class: ``d_c(x)`` is the Euclidean distance from ``x`` to the nearest voxel of c
 moves the high weights from the middle of a joint space onto the bone surfaces around it
 (paper, Sect. 2); ``w0`` is doubled (20 instead of 10) to make up for the larger ``d1 + d2``.
 
+:func:`contact_band` marks where labels are not to be trusted: within a distance (mm) of
+where two bones touch. Coarse labels (TotalSegmentator-like, joint spaces closed) are wrong
+exactly there, so pre-training on them gives those voxels weight 0 and learns the bones, not
+the closed gaps.
+
 Pure numpy: label array in, weight array out.
 """
 
@@ -22,6 +27,8 @@ from hipseg.labelmap import check_labels
 
 __all__ = [
     "NEGLIGIBLE_TERM",
+    "contact_band",
+    "contact_voxels",
     "distance_weight_map",
     "erode_labels",
     "negligible_distance_vox",
@@ -126,3 +133,69 @@ def distance_weight_map(labels: np.ndarray, *, w0: float = 20.0, sigma_vox: floa
     total = d1 + d2  # inf where a class is missing: the term is then exactly 0
     term = w0 * np.exp(-(total * total) / (2.0 * sigma_vox**2))
     return (1.0 + term).astype(np.float32)
+
+
+def contact_voxels(labels: np.ndarray) -> np.ndarray:
+    """Voxels of a foreground class with a face neighbour (6-neighbourhood) of another one.
+
+    Parameters
+    ----------
+    labels : ndarray, shape (X, Y, Z), non-negative integer
+
+    Returns
+    -------
+    ndarray, shape (X, Y, Z), bool
+        Both voxels of every face-adjacent pair with two different non-zero labels.
+    """
+    labels = check_labels(labels)
+    touching = np.zeros(labels.shape, bool)
+    for axis in range(3):
+        a = np.moveaxis(labels, axis, 0)
+        hit = (a[:-1] != a[1:]) & (a[:-1] > 0) & (a[1:] > 0)
+        t = np.moveaxis(touching, axis, 0)
+        t[:-1] |= hit
+        t[1:] |= hit
+    return touching
+
+
+def contact_band(labels: np.ndarray, spacing_mm: tuple[float, float, float],
+                 radius_mm: float) -> np.ndarray:
+    """Voxels within ``radius_mm`` (centre to centre, in mm) of a contact of two bones.
+
+    Parameters
+    ----------
+    labels : ndarray, shape (X, Y, Z), non-negative integer
+    spacing_mm : (3,) floats
+        Voxel size along each array axis, mm.
+    radius_mm : float
+        Band half-width, mm; 0 gives the contact voxels themselves.
+
+    Returns
+    -------
+    ndarray, shape (X, Y, Z), bool
+        False everywhere when no two bones touch.
+
+    Examples
+    --------
+    >>> labels = np.zeros((1, 1, 8), np.uint8); labels[..., :4] = 1; labels[..., 4:] = 2
+    >>> contact_band(labels, (1.0, 1.0, 2.0), 2.0).astype(int)[0, 0]
+    array([0, 0, 1, 1, 1, 1, 0, 0])
+    """
+    if not (radius_mm >= 0 and math.isfinite(radius_mm)):
+        raise ValueError(f"radius_mm must be a finite number >= 0, got {radius_mm}")
+    spacing = np.asarray(spacing_mm, float)
+    if spacing.shape != (3,) or not np.all(spacing > 0):
+        raise ValueError(f"spacing_mm must be 3 positive numbers, got {spacing_mm}")
+    touching = contact_voxels(labels)
+    band = np.zeros(labels.shape, bool)
+    if not touching.any():
+        return band
+    # only the contacts' bounding box grown by the radius can be within it
+    ijk = np.argwhere(touching)
+    grow = np.ceil(radius_mm / spacing).astype(int)
+    lo = np.maximum(ijk.min(0) - grow, 0)
+    hi = np.minimum(ijk.max(0) + grow + 1, labels.shape)
+    box = tuple(slice(a, b) for a, b in zip(lo, hi))
+    distance = edt.edt(~touching[box], anisotropy=tuple(spacing), black_border=False)
+    band[box] = distance <= radius_mm
+    return band

@@ -34,7 +34,7 @@ def test_cache_is_reused_and_recomputed_when_settings_or_labels_change(tmp_path,
     first = _cached(case, settings)
     path = cache_path(case, settings)
     assert path.parent == tmp_path / "weightmaps" / "labels" and path.is_file()
-    np.testing.assert_array_equal(first, weight_map_of(read_labels(case.labels, DEFAULT_LABELS).data,
+    np.testing.assert_array_equal(first, weight_map_of(read_labels(case.labels, DEFAULT_LABELS),
                                                        settings))
 
     def refuse(*args, **kwargs):
@@ -58,9 +58,29 @@ def test_cache_is_reused_and_recomputed_when_settings_or_labels_change(tmp_path,
     assert sorted(p.name for p in path.parent.iterdir()) == [cache_path(case, plain).name]
 
 
-def test_enabled_flag_does_not_change_the_key(tmp_path):
+def test_each_kind_of_map_has_its_own_key(tmp_path):
     case = _write_case(tmp_path, gap=2)
-    assert cache_path(case, WeightMapConfig(enabled=True)) == cache_path(case, WeightMapConfig())
+    kinds = [WeightMapConfig(enabled=True), WeightMapConfig(ignore_contacts_mm=2.0),
+             WeightMapConfig(enabled=True, ignore_contacts_mm=2.0),
+             WeightMapConfig(enabled=True, ignore_contacts_mm=3.0)]
+    assert len({cache_path(case, k) for k in kinds}) == len(kinds)
+
+
+def test_contact_band_zeroes_the_loss_around_touching_bones_only(tmp_path):
+    """Touching blocks (gap 0): weight 0 within the band of their contact plane (x 11 | 12 at
+    1.5 mm), 1 (or the map) elsewhere; with a real gap nothing is ignored."""
+    labels = read_labels(_write_case(tmp_path, gap=0).labels, DEFAULT_LABELS)
+    band_only = weight_map_of(labels, WeightMapConfig(ignore_contacts_mm=3.0))
+    x_zero = np.flatnonzero((band_only == 0).any(axis=(1, 2)))
+    # contact voxels x = 11, 12; 3 mm at 1.5 mm per voxel reaches 2 voxels further each way
+    np.testing.assert_array_equal(x_zero, np.arange(9, 15))
+    assert set(np.unique(band_only)) == {0.0, 1.0}
+    both = weight_map_of(labels, WeightMapConfig(enabled=True, ignore_contacts_mm=3.0))
+    plain = weight_map_of(labels, WeightMapConfig(enabled=True))
+    np.testing.assert_array_equal(both, np.where(band_only == 0, 0.0, plain))
+
+    apart = read_labels(_write_case(tmp_path, gap=2).labels, DEFAULT_LABELS)
+    assert (weight_map_of(apart, WeightMapConfig(ignore_contacts_mm=3.0)) == 1).all()
 
 
 def test_weightmap_command_writes_nifti(tmp_path, capsys):

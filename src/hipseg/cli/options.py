@@ -87,6 +87,10 @@ def add_weight_map_options(parser: argparse.ArgumentParser) -> None:
     sigma = WeightMapConfig().sigma_vox
     parser.add_argument("--sigma", type=float_in(0.0, 1000.0, low_open=True), default=sigma,
                         help=f"weight map width, voxels (default {sigma:g})")
+    parser.add_argument("--ignore-contacts-mm", type=float_in(0.0, 100.0), default=0.0,
+                        metavar="MM",
+                        help="loss weight 0 within MM of where two bones touch in the labels: "
+                             "for coarse labels, whose joint spaces are closed (default 0: off)")
     parser.add_argument("--weight-cache", type=Path, metavar="DIR",
                         help="weight-map cache folder (default DATA/weightmaps)")
 
@@ -123,7 +127,8 @@ def weight_map_config(args: argparse.Namespace, enabled: bool) -> WeightMapConfi
         w0 = args.w0
     else:
         w0 = W0_WITHOUT_EROSION if args.no_erosion else WeightMapConfig().w0
-    return WeightMapConfig(enabled=enabled, w0=w0, sigma_vox=args.sigma, erode=not args.no_erosion)
+    return WeightMapConfig(enabled=enabled, w0=w0, sigma_vox=args.sigma, erode=not args.no_erosion,
+                           ignore_contacts_mm=args.ignore_contacts_mm)
 
 
 def add_device(parser: argparse.ArgumentParser) -> None:

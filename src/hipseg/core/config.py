@@ -234,6 +234,10 @@ class WeightMapConfig:
     ``enabled`` is off for pre-training on coarse labels (they fill the gaps, so there is no gap
     to weight) and on for fine-tuning, as in the paper. ``w0`` is 20 with erosion by a ball of
     ``erosion_radius_vox`` voxels and 10 without it (paper).
+
+    ``ignore_contacts_mm`` > 0 sets the loss weight to 0 within that distance (mm) of every
+    voxel where two bones touch in the labels, whether the map is enabled or not: coarse labels
+    close the joint spaces, so there they teach the network to close them (docs/accuracy.md).
     """
 
     enabled: bool = False
@@ -241,11 +245,18 @@ class WeightMapConfig:
     sigma_vox: float = 5.0
     erode: bool = True
     erosion_radius_vox: float = 3.0
+    ignore_contacts_mm: float = 0.0
 
     def __post_init__(self) -> None:
         _check_finite_at_least("weight_map.w0", self.w0, 0.0)
         _check_finite_positive("weight_map.sigma_vox", self.sigma_vox)
         _check_finite_at_least("weight_map.erosion_radius_vox", self.erosion_radius_vox, 0.0)
+        _check_finite_at_least("weight_map.ignore_contacts_mm", self.ignore_contacts_mm, 0.0)
+
+    @property
+    def needs_weights(self) -> bool:
+        """Whether the loss needs a per-voxel weight (the map, the contact band, or both)."""
+        return self.enabled or self.ignore_contacts_mm > 0
 
 
 @dataclass(frozen=True)

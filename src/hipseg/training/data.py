@@ -57,7 +57,7 @@ def load_training_scans(cases: list[Case], config: HipsegConfig, device: torch.d
     A label map whose side classes lie on the wrong side of the midline is a warning, or an
     error with ``strict_sides`` (:func:`~hipseg.io.sides.check_sides`).
 
-    With ``config.weight_map.enabled`` each scan also gets its weight map, from the cache
+    With ``config.weight_map.needs_weights`` each scan also gets its weight map, from the cache
     (``weight_cache``, default ``DATA/weightmaps``) or computed and cached.
     """
     rng = np.random.default_rng(config.train.seed)
@@ -67,7 +67,7 @@ def load_training_scans(cases: list[Case], config: HipsegConfig, device: torch.d
     for case in tqdm(cases, desc="loading scans", disable=not progress, leave=False):
         image = read_image(case.image)
         # image, its network channels, float labels (and weights), 4 bytes each, stay in memory
-        per_voxel = 4 * (2 + config.model.in_channels + config.weight_map.enabled)
+        per_voxel = 4 * (2 + config.model.in_channels + config.weight_map.needs_weights)
         held += per_voxel * int(np.prod(image.shape))
         if held > limit:
             raise InputError(case.image, f"the training scans up to this one need about "
@@ -86,7 +86,7 @@ def load_training_scans(cases: list[Case], config: HipsegConfig, device: torch.d
             ijk = ijk[rng.choice(len(ijk), MAX_FOREGROUND_POINTS, replace=False)]
         foreground_mm = ijk @ image.affine[:3, :3].T + image.affine[:3, 3]
         weights = None
-        if config.weight_map.enabled:
+        if config.weight_map.needs_weights:
             weights = torch.from_numpy(cached_weight_map(case, labels, config.weight_map,
                                                          cache_root=weight_cache))[None].to(device)
         scans.append(TrainingScan(

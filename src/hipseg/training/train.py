@@ -268,7 +268,7 @@ def train(cases: list[Case], config: HipsegConfig, out_dir: Path, *, device: tor
         ``out_dir/config.yaml``, so the result equals an uninterrupted run.
     weight_cache : Path, optional
         Folder of cached weight maps (default ``DATA/weightmaps``), used when
-        ``config.weight_map.enabled``.
+        ``config.weight_map.needs_weights``.
     val_cases : list of Case, optional
         Validation scans; by default as ``train.validation`` says: a ``train.val_fraction`` of
         ``cases`` held out, or fixed planes of the training scans themselves.
@@ -343,9 +343,11 @@ def train(cases: list[Case], config: HipsegConfig, out_dir: Path, *, device: tor
     if init_model is not None and not resume:
         load_weights_into(network, ModelFolder(init_model).weights)
     network.to(device).train()
-    logger.info("%s; plane size %d px, sphere %.1f mm, %d views; weight map %s",
+    logger.info("%s; plane size %d px, sphere %.1f mm, %d views; weight map %s; contacts %s",
                 config.model.architecture, config.sampling.dim, config.sampling.sphere_diameter_mm,
-                len(config.views.directions), "on" if config.weight_map.enabled else "off")
+                len(config.views.directions), "on" if config.weight_map.enabled else "off",
+                f"ignored within {config.weight_map.ignore_contacts_mm:g} mm"
+                if config.weight_map.ignore_contacts_mm > 0 else "trained on")
 
     val_batch = None
     if run.is_main:  # only rank 0 validates: the others neither load nor sample these scans

@@ -22,7 +22,7 @@ from hipseg.core.errors import InputError
 from hipseg.core.labels import LabelTable
 from hipseg.core.volume import Volume
 from hipseg.io import Case, read_labels, write_image
-from hipseg.weights import distance_weight_map
+from hipseg.weights import contact_band, distance_weight_map
 
 __all__ = ["CACHE_FOLDER", "cache_path", "cached_weight_map", "precompute_weight_maps",
            "weight_map_key", "weight_map_of"]
@@ -31,7 +31,7 @@ logger = logging.getLogger(__name__)
 
 CACHE_FOLDER = "weightmaps"
 #: Bumped when the computation changes, so old caches are not reused.
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 
 
 def _file_digest(path: Path) -> hashlib.sha256:
@@ -47,7 +47,7 @@ def _file_digest(path: Path) -> hashlib.sha256:
 def weight_map_key(labels_path: Path, settings: WeightMapConfig) -> str:
     """16 hex digits identifying the label file's content together with the settings."""
     digest = _file_digest(Path(labels_path))
-    parameters = {k: v for k, v in config_to_dict(settings).items() if k != "enabled"}
+    parameters = config_to_dict(settings)
     digest.update(json.dumps({"version": FORMAT_VERSION, **parameters}, sort_keys=True).encode())
     return digest.hexdigest()[:16]
 
@@ -59,11 +59,21 @@ def cache_path(case: Case, settings: WeightMapConfig, cache_root: Path | None = 
     return root / labels_dir.name / f"{case.case_id}-{weight_map_key(case.labels, settings)}.npy"
 
 
-def weight_map_of(labels: np.ndarray, settings: WeightMapConfig) -> np.ndarray:
-    """The map the settings describe (no cache): float32, shape of ``labels``."""
-    radius = settings.erosion_radius_vox if settings.erode else 0.0
-    return distance_weight_map(labels, w0=settings.w0, sigma_vox=settings.sigma_vox,
-                               erosion_radius_vox=radius)
+def weight_map_of(labels: Volume, settings: WeightMapConfig) -> np.ndarray:
+    """The map the settings describe (no cache): float32, shape of ``labels``.
+
+    The distance weight map where ``settings.enabled`` (ones otherwise), times 0 in the band of
+    ``settings.ignore_contacts_mm`` around the bones' contacts.
+    """
+    if settings.enabled:
+        radius = settings.erosion_radius_vox if settings.erode else 0.0
+        weights = distance_weight_map(labels.data, w0=settings.w0, sigma_vox=settings.sigma_vox,
+                                      erosion_radius_vox=radius)
+    else:
+        weights = np.ones(labels.shape, np.float32)
+    if settings.ignore_contacts_mm > 0:
+        weights[contact_band(labels.data, labels.spacing_mm, settings.ignore_contacts_mm)] = 0.0
+    return weights
 
 
 def cached_weight_map(case: Case, labels: Volume, settings: WeightMapConfig, *,
@@ -91,7 +101,7 @@ def cached_weight_map(case: Case, labels: Volume, settings: WeightMapConfig, *,
                 return weights
             logger.warning("recomputing %s: shape %s does not match the labels %s", path,
                            weights.shape, labels.shape)
-    weights = weight_map_of(labels.data, settings)
+    weights = weight_map_of(labels, settings)
     try:
         with atomic_path(path) as tmp, open(tmp, "wb") as handle:
             np.save(handle, weights, allow_pickle=False)
