@@ -150,3 +150,21 @@ def test_contact_voxels_need_two_bones_not_bone_and_background():
         contact_band(labels, (1, 1, 1), -1.0)
     with pytest.raises(ValueError, match="spacing_mm"):
         contact_band(labels, (1, 0, 1), 1.0)
+
+
+@pytest.mark.parametrize("connectivity", [6, 18, 26])
+def test_contact_voxels_match_a_loop_over_neighbours(rng, connectivity):
+    labels = blob_labels((9, 8, 7), rng)
+    order = {6: 1, 18: 2, 26: 3}[connectivity]
+    expected = np.zeros(labels.shape, bool)
+    for ijk in np.ndindex(labels.shape):
+        for offset in np.ndindex(3, 3, 3):
+            step = np.asarray(offset) - 1
+            n = tuple(np.asarray(ijk) + step)
+            if not 0 < np.abs(step).sum() <= order or not all(0 <= c < s for c, s in zip(n, labels.shape)):
+                continue
+            if labels[ijk] > 0 and labels[n] > 0 and labels[ijk] != labels[n]:
+                expected[ijk] = True
+    np.testing.assert_array_equal(contact_voxels(labels, connectivity), expected)
+    with pytest.raises(ValueError, match="connectivity"):
+        contact_voxels(labels, 8)

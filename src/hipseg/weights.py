@@ -135,26 +135,40 @@ def distance_weight_map(labels: np.ndarray, *, w0: float = 20.0, sigma_vox: floa
     return (1.0 + term).astype(np.float32)
 
 
-def contact_voxels(labels: np.ndarray) -> np.ndarray:
-    """Voxels of a foreground class with a face neighbour (6-neighbourhood) of another one.
+def _half_neighbourhood(connectivity: int) -> list[tuple[int, int, int]]:
+    """One offset of each +-pair of the 6 (faces), 18 (and edges) or 26 (and corners) neighbours."""
+    limits = {6: 1, 18: 2, 26: 3}
+    if connectivity not in limits:
+        raise ValueError(f"connectivity must be 6, 18 or 26, got {connectivity}")
+    offsets = [o for o in np.ndindex(3, 3, 3) if 0 < sum(abs(c - 1) for c in o) <= limits[connectivity]]
+    return [tuple(c - 1 for c in o) for o in offsets if tuple(c - 1 for c in o) > (0, 0, 0)]
+
+
+def contact_voxels(labels: np.ndarray, connectivity: int = 6) -> np.ndarray:
+    """Voxels of a foreground class with a neighbour of another foreground class.
 
     Parameters
     ----------
     labels : ndarray, shape (X, Y, Z), non-negative integer
+    connectivity : {6, 18, 26}
+        Which neighbours count: faces; faces and edges; faces, edges and corners.
 
     Returns
     -------
     ndarray, shape (X, Y, Z), bool
-        Both voxels of every face-adjacent pair with two different non-zero labels.
+        Both voxels of every neighbouring pair with two different non-zero labels.
     """
     labels = check_labels(labels)
     touching = np.zeros(labels.shape, bool)
-    for axis in range(3):
-        a = np.moveaxis(labels, axis, 0)
-        hit = (a[:-1] != a[1:]) & (a[:-1] > 0) & (a[1:] > 0)
-        t = np.moveaxis(touching, axis, 0)
-        t[:-1] |= hit
-        t[1:] |= hit
+    n = labels.shape
+    for offset in _half_neighbourhood(connectivity):
+        # a: the voxels whose neighbour at +offset exists; b: those neighbours
+        a_index = tuple(slice(max(0, -d), n[i] - max(0, d)) for i, d in enumerate(offset))
+        b_index = tuple(slice(max(0, d), n[i] - max(0, -d)) for i, d in enumerate(offset))
+        a, b = labels[a_index], labels[b_index]
+        hit = (a != b) & (a > 0) & (b > 0)
+        touching[a_index] |= hit
+        touching[b_index] |= hit
     return touching
 
 
