@@ -19,7 +19,11 @@ a user would see. Rows:
   and fine-tuning together;
 - ``no-lateral``: pre-trained and fine-tuned without the patient-side input channel;
 - ``ignore-contacts``: pre-trained with loss weight 0 within ``IGNORE_CONTACTS_MM`` of where
-  two bones touch in the coarse labels (where they closed a joint space), then as ``full``.
+  two bones touch in the coarse labels (where they closed a joint space), then as ``full``;
+- ``ignore-contacts-long``: the same pre-trained model fine-tuned 3x as long (as many steps
+  as ``no-pretrain`` trains from scratch), to tell the fine-tuning length from the pre-training;
+- ``ignore-contacts-lr``: the same pre-trained model fine-tuned at pre-training's learning rate
+  (``no-pretrain`` trains at it; fine-tuning's is 6.7x lower).
 
 Scores per test scan, mean +- std: Dice, GapDice, HD95, ASSD (mm), per class and mean; |E|
 (eps 2 mm) after symmetric connected components and before the gap guarantee; "sides": the
@@ -34,6 +38,7 @@ an interrupted run keeps what it measured. ``--quick`` checks the wiring (minute
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import logging
 import math
@@ -59,7 +64,8 @@ from hipseg.postprocess import symmetric_components
 
 LABEL_MAPS = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "hip-labels"
 HIPSEG = [sys.executable, "-m", "hipseg"]
-ROWS = ("full", "no-lateral", "split-val", "no-weightmap", "no-pretrain", "ignore-contacts")
+ROWS = ("full", "no-lateral", "split-val", "no-weightmap", "no-pretrain", "ignore-contacts",
+        "ignore-contacts-long", "ignore-contacts-lr")
 #: Half-width of the ignored band: half the widest joint space (5 mm) plus 1.5 mm of margin.
 IGNORE_CONTACTS_MM = 4.0
 METRICS = ("dice", "gap_dice", "hd95", "assd")
@@ -190,14 +196,19 @@ def models_of_row(row: str, root: Path, data: dict[str, Path], schedule: Schedul
                     epochs=schedule.pretrain_epochs, weight_map=False)),
                 ("no-lateral-2", finetune_args(pre_flat, data["finetune2"],
                                                models / "no-lateral-2", schedule))]
-    if row == "ignore-contacts":
+    if row in ("ignore-contacts", "ignore-contacts-long", "ignore-contacts-lr"):
         pre_masked = models / "pretrained-ignore-contacts"
+        tune = {"ignore-contacts": schedule,
+                "ignore-contacts-long": dataclasses.replace(
+                    schedule, finetune_epochs=3 * schedule.finetune_epochs),
+                "ignore-contacts-lr": dataclasses.replace(
+                    schedule, finetune_lr=schedule.pretrain_lr)}[row]
         return [("pretrained-ignore-contacts", train_args(
                     data["pretrain"], pre_masked, schedule, coarse=True, lateral=True,
                     epochs=schedule.pretrain_epochs, weight_map=False,
                     ignore_contacts_mm=IGNORE_CONTACTS_MM)),
-                ("ignore-contacts-2", finetune_args(pre_masked, data["finetune2"],
-                                                    models / "ignore-contacts-2", schedule))]
+                (f"{row}-2", finetune_args(pre_masked, data["finetune2"], models / f"{row}-2",
+                                           tune))]
     raise SystemExit(f"unknown row {row!r}; rows: {', '.join(ROWS)}")
 
 
