@@ -23,7 +23,9 @@ a user would see. Rows:
 - ``ignore-contacts-long``: the same pre-trained model fine-tuned 3x as long (as many steps
   as ``no-pretrain`` trains from scratch), to tell the fine-tuning length from the pre-training;
 - ``ignore-contacts-lr``: the same pre-trained model fine-tuned at pre-training's learning rate
-  (``no-pretrain`` trains at it; fine-tuning's is 6.7x lower).
+  (``no-pretrain`` trains at it; fine-tuning's is 6.7x lower);
+- ``weightmap-pretrain``: pre-trained with the weight map and the contact band (the joint
+  spaces' edges weighted from the first step, the closed gaps not at all), then as ``full``.
 
 Scores per test scan, mean +- std: Dice, GapDice, HD95, ASSD (mm), per class and mean; |E|
 (eps 2 mm) after symmetric connected components and before the gap guarantee; "sides": the
@@ -65,7 +67,7 @@ from hipseg.postprocess import symmetric_components
 LABEL_MAPS = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "hip-labels"
 HIPSEG = [sys.executable, "-m", "hipseg"]
 ROWS = ("full", "no-lateral", "split-val", "no-weightmap", "no-pretrain", "ignore-contacts",
-        "ignore-contacts-long", "ignore-contacts-lr")
+        "ignore-contacts-long", "ignore-contacts-lr", "weightmap-pretrain")
 #: Half-width of the ignored band: half the widest joint space (5 mm) plus 1.5 mm of margin.
 IGNORE_CONTACTS_MM = 4.0
 METRICS = ("dice", "gap_dice", "hd95", "assd")
@@ -209,6 +211,14 @@ def models_of_row(row: str, root: Path, data: dict[str, Path], schedule: Schedul
                     ignore_contacts_mm=IGNORE_CONTACTS_MM)),
                 (f"{row}-2", finetune_args(pre_masked, data["finetune2"], models / f"{row}-2",
                                            tune))]
+    if row == "weightmap-pretrain":
+        pre_weighted = models / "pretrained-weightmap"
+        return [("pretrained-weightmap", train_args(
+                    data["pretrain"], pre_weighted, schedule, coarse=True, lateral=True,
+                    epochs=schedule.pretrain_epochs, weight_map=True,
+                    ignore_contacts_mm=IGNORE_CONTACTS_MM)),
+                ("weightmap-pretrain-2", finetune_args(pre_weighted, data["finetune2"],
+                                                       models / "weightmap-pretrain-2", schedule))]
     raise SystemExit(f"unknown row {row!r}; rows: {', '.join(ROWS)}")
 
 
