@@ -13,15 +13,16 @@ import time
 from pathlib import Path
 
 
-def run_measured(command: list[str], log: Path | None = None) -> tuple[float, float]:
+def run_measured(command: list[str], log: Path | None = None,
+                 env: dict[str, str] | None = None) -> tuple[float, float]:
     """Run ``command``; return (wall seconds, peak resident GiB of that process).
 
-    Output goes to ``log`` (or is discarded). Raises ``RuntimeError`` with the log's tail when
-    the command fails.
+    Output goes to ``log`` (or is discarded); ``env`` replaces the environment when given.
+    Raises ``RuntimeError`` with the log's tail when the command fails.
     """
     started = time.perf_counter()
     with open(log if log is not None else os.devnull, "w") as out:
-        process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT)
+        process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, env=env)
         _, status, usage = os.wait4(process.pid, 0)
     seconds = time.perf_counter() - started
     code = os.waitstatus_to_exitcode(status)

@@ -42,11 +42,8 @@ import real_anatomy as ra
 from ablation import mean_std
 from measure import run_measured
 
-from hipseg.collisions import count_collisions
-from hipseg.core.labels import DEFAULT_LABELS
 from hipseg.datasets.phantom import IMAGES, LABELS, LABELS_COARSE
-from hipseg.evaluation.evaluate import evaluate_case
-from hipseg.io import find_cases, read_image, read_labels
+from hipseg.io import find_cases
 from hipseg.weights import contact_voxels
 
 NNUNET_MODELS = ("2d/accurate", "3d_fullres/accurate", "2d/coarse+accurate",
@@ -60,12 +57,8 @@ logger = logging.getLogger("peers")
 
 def scores_of(prediction: Path, case, seconds: float, peak: float) -> dict:
     """Metrics of one predicted label map against the test scan's reference."""
-    image = read_image(case.image)
-    reference = read_labels(case.labels, DEFAULT_LABELS, reference=image)
-    predicted = read_labels(prediction, DEFAULT_LABELS, reference=image).data
-    metrics = evaluate_case(predicted, reference.data, image.spacing_mm, DEFAULT_LABELS)
-    row = {key: float(value) for key, value in metrics.items()}
-    row["collisions"] = float(count_collisions(predicted, image.spacing_mm, ra.EPS_MM)[0])
+    image, reference, predicted = ra.read_scored(case, prediction)
+    row = ra.scan_scores(predicted, reference, image.spacing_mm)
     row["touching"] = float(contact_voxels(predicted, connectivity=26).sum())
     row.update(case=case.case_id, predict_s=seconds, predict_peak_gib=peak)
     return row
@@ -144,16 +137,11 @@ class NnUNet:
 
     def run(self, command: list[str], log: Path, **env: str) -> tuple[float, float]:
         """Run one nnU-Net command measured in its own process (seconds, peak GiB)."""
-        saved = dict(os.environ)
-        os.environ.clear()
-        os.environ.update(self.env, **env)
         try:
-            return run_measured([str(self.bin / command[0]), *command[1:]], log)
+            return run_measured([str(self.bin / command[0]), *command[1:]], log,
+                                env={**self.env, **env})
         except RuntimeError as err:
             raise SystemExit(f"nnU-Net failed: {err}") from None
-        finally:
-            os.environ.clear()
-            os.environ.update(saved)
 
     def prepare(self, name: str, data: Path, configurations: list[str], log_dir: Path) -> int:
         """Export ``data`` as ``DatasetNNN_<name>``, then nnU-Net's planning and preprocessing."""

@@ -240,6 +240,22 @@ def sides_ok(prediction: np.ndarray, reference: np.ndarray, affine: np.ndarray,
     return True
 
 
+def read_scored(case, prediction: Path) -> tuple:
+    """A test scan's image, its reference labels and the predicted labels (arrays), checked
+    against the image's grid."""
+    image = read_image(case.image)
+    reference = read_labels(case.labels, DEFAULT_LABELS, reference=image).data
+    return image, reference, read_labels(prediction, DEFAULT_LABELS, reference=image).data
+
+
+def scan_scores(labels: np.ndarray, reference: np.ndarray, spacing_mm) -> dict[str, float]:
+    """Dice, GapDice, HD95, ASSD per class and mean, and |E| (eps ``EPS_MM``) of one scan."""
+    metrics = evaluate_case(labels, reference, spacing_mm, DEFAULT_LABELS)
+    row = {key: float(value) for key, value in metrics.items()}
+    row["collisions"] = float(count_collisions(labels, spacing_mm, EPS_MM)[0])
+    return row
+
+
 def score(model: Path, test: Path, work: Path) -> list[dict]:
     """Predict every test scan in its own process and score it."""
     rows = []
@@ -249,16 +265,12 @@ def score(model: Path, test: Path, work: Path) -> list[dict]:
         seconds, peak = run_cli(["predict", str(model), str(case.image), "--out", str(out),
                                  "--no-postprocess", "--overwrite"],
                                 work / "logs" / f"predict-{model.name}-{case.case_id}.log")
-        image = read_image(case.image)
-        reference = read_labels(case.labels, DEFAULT_LABELS, reference=image)
-        raw = read_labels(out / f"{case.case_id}.nii.gz", DEFAULT_LABELS, reference=image)
-        labels = symmetric_components(raw.data, DEFAULT_LABELS)
-        metrics = evaluate_case(labels, reference.data, image.spacing_mm, DEFAULT_LABELS)
-        dice = {DEFAULT_LABELS.names[c]: metrics[f"dice_{DEFAULT_LABELS.names[c]}"]
+        image, reference, raw = read_scored(case, out / f"{case.case_id}.nii.gz")
+        labels = symmetric_components(raw, DEFAULT_LABELS)
+        row = scan_scores(labels, reference, image.spacing_mm)
+        dice = {DEFAULT_LABELS.names[c]: row[f"dice_{DEFAULT_LABELS.names[c]}"]
                 for c in DEFAULT_LABELS.foreground_ids}
-        row = {key: float(value) for key, value in metrics.items()}
-        row["collisions"] = float(count_collisions(labels, image.spacing_mm, EPS_MM)[0])
-        row["sides_ok"] = float(sides_ok(labels, reference.data, image.affine, dice))
+        row["sides_ok"] = float(sides_ok(labels, reference, image.affine, dice))
         row.update(case=case.case_id, predict_s=seconds, predict_peak_gib=peak,
                    shape=list(image.shape))
         rows.append(row)

@@ -23,7 +23,7 @@ import edt
 import numpy as np
 
 from hipseg.distances import class_distances
-from hipseg.labelmap import check_labels
+from hipseg.labelmap import check_labels, check_spacing
 
 __all__ = [
     "NEGLIGIBLE_TERM",
@@ -197,9 +197,7 @@ def contact_band(labels: np.ndarray, spacing_mm: tuple[float, float, float],
     """
     if not (radius_mm >= 0 and math.isfinite(radius_mm)):
         raise ValueError(f"radius_mm must be a finite number >= 0, got {radius_mm}")
-    spacing = np.asarray(spacing_mm, float)
-    if spacing.shape != (3,) or not np.all(spacing > 0):
-        raise ValueError(f"spacing_mm must be 3 positive numbers, got {spacing_mm}")
+    spacing = check_spacing(spacing_mm)
     touching = contact_voxels(labels)
     band = np.zeros(labels.shape, bool)
     if not touching.any():
