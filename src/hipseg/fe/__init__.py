@@ -1,0 +1,3 @@
+"""FE stage. Takes a label map whose gaps are kept; gives a finite-element model: bones and
+cartilage as tagged bodies of one conforming tetrahedral mesh, with the joints' contact pairs
+(``model``)."""

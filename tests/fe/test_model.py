@@ -1,0 +1,67 @@
+"""FE model bodies and mesh from a label map: cartilage bonded to its bone, the two layers of a
+hip joint a contact pair, bones never sharing a node, volumes kept."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from hipseg.core.labels import DEFAULT_LABELS
+from hipseg.core.volume import Volume
+from hipseg.fe.model import FeSettings, fe_model
+from hipseg.tetmesh import body_surfaces, tet_volumes_mm3
+
+FEMUR, HIP = 1, 3
+
+
+def _hip_joint(gap_vox: int = 4, spacing: float = 1.0) -> Volume:
+    """A right femur box and a right hip-bone box ``gap_vox`` voxels apart along x."""
+    labels = np.zeros((24, 12, 12), np.uint8)
+    labels[2:8, 2:10, 2:10] = FEMUR
+    labels[8 + gap_vox : 14 + gap_vox, 2:10, 2:10] = HIP
+    return Volume(labels, np.diag([spacing, spacing, spacing, 1.0]))
+
+
+def test_hip_joint_gives_two_bonded_layers_in_contact_with_each_other():
+    model = fe_model(_hip_joint(), DEFAULT_LABELS, FeSettings(size_mm=None))
+    names = {b.body_id: b for b in model.bodies}
+    femoral = next(b for b in model.bodies if b.name == "hip_right_femur_right_cartilage")
+    acetabular = next(b for b in model.bodies if b.name == "hip_right_hip_right_cartilage")
+    assert names[FEMUR].bonded_to == (femoral.body_id,)
+    assert names[HIP].bonded_to == (acetabular.body_id,)
+    assert set(model.mesh.contacts) == {(femoral.body_id, acetabular.body_id)}
+    # The layers meet face to face across the 8 x 8 section: 2 triangles per voxel face.
+    assert len(model.mesh.contacts[(femoral.body_id, acetabular.body_id)]) == 2 * 64
+    bone_nodes = [set(model.mesh.tets[model.mesh.body == c].ravel()) for c in (FEMUR, HIP)]
+    assert not bone_nodes[0] & bone_nodes[1]
+    volumes = tet_volumes_mm3(model.mesh.nodes_mm, model.mesh.tets)
+    for body in model.bodies:
+        expected = np.count_nonzero(model.body_map.data == body.body_id)
+        assert volumes[model.mesh.body == body.body_id].sum() == pytest.approx(expected)
+    # Half the 4-voxel gap on each side.
+    assert np.count_nonzero(model.body_map.data == femoral.body_id) == 2 * 64
+    assert all(s.closed and s.pieces == 1 for s in body_surfaces(model.mesh))
+
+
+def test_resampling_to_the_element_size_keeps_bone_volumes_and_the_gap():
+    source = _hip_joint(gap_vox=6, spacing=0.5)
+    model = fe_model(source, DEFAULT_LABELS, FeSettings(size_mm=1.0))
+    volumes = tet_volumes_mm3(model.mesh.nodes_mm, model.mesh.tets)
+    for bone in (FEMUR, HIP):
+        original = np.count_nonzero(source.data == bone) * 0.125
+        assert volumes[model.mesh.body == bone].sum() == pytest.approx(original, rel=0.03)
+    femur = model.mesh.nodes_mm[np.unique(model.mesh.tets[model.mesh.body == FEMUR])]
+    hip = model.mesh.nodes_mm[np.unique(model.mesh.tets[model.mesh.body == HIP])]
+    assert hip[:, 0].min() - femur[:, 0].max() == pytest.approx(3.0)
+
+
+def test_touching_bones_are_refused_before_any_mesh():
+    with pytest.raises(ValueError, match="femur_right and hip_right touch"):
+        fe_model(_hip_joint(gap_vox=0), DEFAULT_LABELS, FeSettings(size_mm=None))
+
+
+@pytest.mark.parametrize("bad", [{"size_mm": 0.0}, {"size_mm": float("nan")},
+                                 {"max_gap_mm": -1.0}])
+def test_bad_settings_are_refused(bad):
+    with pytest.raises(ValueError, match="must be a positive number"):
+        FeSettings(**bad)
