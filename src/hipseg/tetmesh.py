@@ -324,10 +324,7 @@ def body_surfaces(mesh: TetMesh) -> list[BodySurface]:
     out = []
     for body_id in np.unique(mesh.body):
         members = np.flatnonzero(mesh.body == body_id)
-        # The body's own node numbering keeps the keys of its faces within int64.
-        _, local = np.unique(mesh.tets[members], return_inverse=True)
-        local = local.reshape(-1, 4).astype(np.int64)
-        faces = np.sort(local[:, _FACES].reshape(-1, 3), axis=1)
+        faces = np.sort(mesh.tets[members][:, _FACES].reshape(-1, 3), axis=1)
         face_id, counts = _row_ids(faces)
         boundary = faces[counts[face_id] == 1]
         edges = np.sort(np.concatenate([boundary[:, [0, 1]], boundary[:, [1, 2]],

@@ -27,6 +27,7 @@ VERBS = {
     "collisions": "collisions",
     "evaluate": "evaluate",
     "mesh": "mesh",
+    "fe": "fe",
     "report": "report",
     "weightmap": "weightmap",
     "check": "check",

@@ -36,7 +36,9 @@ __all__ = [
     "WeightMapConfig",
     "config_from_dict",
     "config_to_dict",
+    "dataclass_from_dict",
     "load_config",
+    "load_yaml_dataclass",
     "save_config",
 ]
 
@@ -427,9 +429,7 @@ def _from_dict(cls: type, data: dict, where: str) -> object:
 
 def config_from_dict(data: dict) -> HipsegConfig:
     """Build a :class:`HipsegConfig` from plain data, rejecting unknown keys and wrong types."""
-    if not isinstance(data, dict):
-        raise ConfigError("a config must be a mapping at its top level")
-    return _from_dict(HipsegConfig, data, "")  # type: ignore[return-value]
+    return dataclass_from_dict(HipsegConfig, data)  # type: ignore[return-value]
 
 
 def config_to_dict(config: HipsegConfig) -> dict:
@@ -488,6 +488,29 @@ def load_config(path: Path) -> HipsegConfig:
         Naming ``path``: unreadable, larger than :data:`MAX_CONFIG_BYTES`, not YAML, using
         anchors or aliases, or a key unknown, of the wrong type or out of its range.
     """
+    return load_yaml_dataclass(path, HipsegConfig)
+
+
+def dataclass_from_dict(cls: type, data: object) -> object:
+    """Build the frozen dataclass ``cls`` from plain data, rejecting unknown keys, wrong types
+    and (through its ``__post_init__``) values out of range, as :class:`ConfigError`."""
+    if not isinstance(data, dict):
+        raise ConfigError("a config must be a mapping at its top level")
+    try:
+        return _from_dict(cls, data, "")
+    except ValueError as err:  # a dataclass's own range checks
+        raise ConfigError(_clip(str(err))) from None
+
+
+def load_yaml_dataclass(path: Path, cls: type) -> object:
+    """Read the YAML file ``path`` with a safe loader into the dataclass ``cls``.
+
+    Raises
+    ------
+    InputError
+        Naming ``path``: unreadable, larger than :data:`MAX_CONFIG_BYTES`, not YAML, using
+        anchors or aliases, or a key unknown, of the wrong type or out of its range.
+    """
     path = Path(path)
     try:
         with path.open("rb") as file:
@@ -495,17 +518,17 @@ def load_config(path: Path) -> HipsegConfig:
     except OSError as err:
         raise InputError(path, f"cannot read config ({err.strerror or err})") from None
     if len(raw) > MAX_CONFIG_BYTES:
-        raise InputError(path, f"larger than {MAX_CONFIG_BYTES // 2**10} KiB: not a model config")
+        raise InputError(path, f"larger than {MAX_CONFIG_BYTES // 2**10} KiB: not a config")
     try:
         data = _parse_yaml(raw)
     except _AliasRefused as err:
-        raise InputError(path, f"YAML anchors/aliases are not allowed in a model config ({err})"
+        raise InputError(path, f"YAML anchors/aliases are not allowed in a config ({err})"
                          ) from None
     except yaml.YAMLError as err:
         # One line: PyYAML's messages quote the offending line below a caret.
         raise InputError(path, f"not valid YAML ({_clip(' '.join(str(err).split()), 400)})"
                          ) from None
     try:
-        return config_from_dict(data)
+        return dataclass_from_dict(cls, data)
     except ConfigError as err:
         raise InputError(path, str(err)) from None

@@ -43,13 +43,17 @@ class FeSettings:
     ----------
     size_mm : float or None
         Edge of the grid the elements are cut from (mm); ``None`` keeps the map's own voxels.
-        1.5 mm gives hip cartilage (1-2.5 mm per layer) one to two elements across.
+        1 mm gives hip cartilage (1-2.5 mm per layer) one to two elements across.
     max_gap_mm : float
         Widest face-to-face joint space filled with cartilage (mm).
+    enforce_gap : bool
+        Run the gap guarantee on the map first (its changes are counted in
+        ``FeModel.gap_voxels_changed``); by default bones that touch are refused.
     """
 
-    size_mm: float | None = 1.5
+    size_mm: float | None = 1.0
     max_gap_mm: float = 4.0
+    enforce_gap: bool = False
 
     def __post_init__(self) -> None:
         if self.size_mm is not None and not (np.isfinite(self.size_mm) and self.size_mm > 0):
@@ -73,8 +77,11 @@ class FeBody:
 class FeModel:
     """The mesh, its bodies, the body map on the element grid, and what the build changed.
 
-    ``gap_voxels_changed``: bone voxels the gap guarantee removed on the element grid;
-    ``dropped_voxels``: per body id, voxels of pieces only edge- or corner-joined to the rest.
+    ``gap_voxels_changed``: voxels the gap guarantee changed (on the map when asked to, and
+    on the element grid);
+    ``dropped_voxels``: per body id, voxels of pieces only edge- or corner-joined to the rest;
+    ``source_volume_mm3``: per body id, its volume in the map at the map's own resolution
+    (bones as given, cartilage as built there), what the mesh's volumes are measured against.
     """
 
     mesh: TetMesh
@@ -82,6 +89,7 @@ class FeModel:
     body_map: Volume
     gap_voxels_changed: int
     dropped_voxels: dict[int, int]
+    source_volume_mm3: dict[int, float]
 
     @property
     def bonded_pairs(self) -> list[tuple[int, int]]:
@@ -115,6 +123,9 @@ def fe_model(labels: Volume, table: LabelTable, settings: FeSettings | None = No
     data = check_labels(labels.data, max_id=table.n_classes - 1)
     affine = labels.affine
     spacing = voxel_spacing_mm(affine)
+    changed = 0
+    if settings.enforce_gap:
+        data, changed = enforce_min_gap(data, spacing)
     joints = hip_joints(table)
     cartilage, info = cartilage_bodies(data, spacing, table, joints,
                                        max_gap_mm=settings.max_gap_mm, affine=affine)
@@ -122,12 +133,15 @@ def fe_model(labels: Volume, table: LabelTable, settings: FeSettings | None = No
     body_map = data.astype(np.uint8)
     inside = cartilage > 0
     body_map[inside] = cartilage[inside] + offset
-    changed = 0
+    ids, counts = np.unique(body_map, return_counts=True)
+    voxel_mm3 = float(np.prod(spacing))
+    source = {int(i): float(n) * voxel_mm3 for i, n in zip(ids, counts, strict=True) if i > 0}
     if settings.size_mm is not None:
         body_map, affine = resample_labels(body_map, affine, (settings.size_mm,) * 3)
         bones_only = np.where(body_map <= offset, body_map, 0)
-        guarded, changed = enforce_min_gap(bones_only, voxel_spacing_mm(affine))
+        guarded, moved = enforce_min_gap(bones_only, voxel_spacing_mm(affine))
         body_map[(bones_only > 0) & (guarded == 0)] = 0
+        changed += moved
     body_map, dropped = _largest_face_connected(body_map)
     bones = [c for c in table.foreground_ids if np.any(body_map == c)]
     if not bones:
@@ -147,7 +161,7 @@ def fe_model(labels: Volume, table: LabelTable, settings: FeSettings | None = No
     bodies = tuple(FeBody(c, table.names[c], "bone", tuple(sorted(bonded[c]))) for c in bones) + \
         tuple(FeBody(i, name, kind, tuple(sorted(bonded[i]))) for i, name, kind in bodies_info)
     mesh = lattice_tet_mesh(body_map, affine, bonded=_bonded_pairs(bodies), bones=bones)
-    return FeModel(mesh, bodies, Volume(body_map, affine), int(changed), dropped)
+    return FeModel(mesh, bodies, Volume(body_map, affine), int(changed), dropped, source)
 
 
 def _bonded_pairs(bodies: tuple[FeBody, ...]) -> list[tuple[int, int]]:

@@ -1,0 +1,149 @@
+"""``hipseg fe``: a label map file to FE model files and a summary (issue 14, items 2-4).
+
+Takes one label map whose gaps are kept (NIfTI, the label table's ids); gives, in ``OUT``:
+``<case>_fe.<fmt>`` for each format asked for, ``<case>_fe.json`` (the summary below) and
+``<case>_fe_template.yaml`` (the materials and load case used, to edit and pass back).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from pathlib import Path
+
+import numpy as np
+from scipy.spatial import cKDTree
+
+from hipseg.core.atomic import atomic_write_text
+from hipseg.core.errors import InputError
+from hipseg.core.labels import LabelTable
+from hipseg.fe.export import write_fe_file
+from hipseg.fe.model import FeModel, FeSettings, fe_model
+from hipseg.fe.template import FeTemplate, save_template
+from hipseg.io import read_labels
+from hipseg.io.formats import case_id
+from hipseg.io.guard import check_output_folder, refuse_overwriting_inputs
+from hipseg.tetmesh import body_surfaces, dihedral_angles_deg, radius_ratios, tet_volumes_mm3
+
+__all__ = ["fe_file", "fe_summary", "format_fe_summary"]
+
+logger = logging.getLogger(__name__)
+
+
+def fe_file(label_path: Path, out_dir: Path, table: LabelTable, *,
+            settings: FeSettings | None = None, template: FeTemplate | None = None,
+            formats: tuple[str, ...] = ("feb",)) -> dict:
+    """Build the FE model of one label map and write it; returns :func:`fe_summary` plus
+    ``case``, ``seconds`` per stage and ``files``.
+
+    Raises
+    ------
+    InputError
+        Naming ``label_path``: unreadable, not a label map of ``table``, or bones of a joint
+        that touch (with the pair and where).
+    """
+    label_path, out_dir = Path(label_path), Path(out_dir)
+    settings, template = settings or FeSettings(), template or FeTemplate()
+    check_output_folder(out_dir)
+    case = case_id(label_path)
+    targets = [out_dir / f"{case}_fe.{fmt}" for fmt in formats]
+    summary_path = out_dir / f"{case}_fe.json"
+    template_path = out_dir / f"{case}_fe_template.yaml"
+    refuse_overwriting_inputs([label_path], [*targets, summary_path, template_path])
+    seconds = {}
+    started = time.perf_counter()
+    volume = read_labels(label_path, table)
+    try:
+        model = fe_model(volume, table, settings)
+    except ValueError as err:
+        raise InputError(label_path, str(err)) from None
+    seconds["model"] = time.perf_counter() - started
+    logger.info("%s: %d bodies, %d elements, %d nodes in %.1f s", case, len(model.bodies),
+                len(model.mesh.tets), len(model.mesh.nodes_mm), seconds["model"])
+    started = time.perf_counter()
+    summary = fe_summary(model)
+    seconds["quality"] = time.perf_counter() - started
+    for fmt, target in zip(formats, targets, strict=True):
+        started = time.perf_counter()
+        write_fe_file(model, template, target)
+        seconds[f"write_{fmt}"] = time.perf_counter() - started
+        logger.info("wrote %s in %.1f s", target, seconds[f"write_{fmt}"])
+    save_template(template, template_path)
+    report = {"case": case, "size_mm": settings.size_mm, **summary, "seconds": seconds,
+              "files": [t.name for t in targets] + [template_path.name]}
+    atomic_write_text(summary_path, json.dumps(report, indent=1))
+    return report
+
+
+def fe_summary(model: FeModel) -> dict:
+    """Elements, quality, bodies (volume against the map's, closed, manifold, pieces), contact
+    pairs and the smallest distance between the nodes of any two bones."""
+    mesh = model.mesh
+    volumes = tet_volumes_mm3(mesh.nodes_mm, mesh.tets)
+    angles = dihedral_angles_deg(mesh.nodes_mm, mesh.tets)
+    names = {b.body_id: b.name for b in model.bodies}
+    kinds = {b.body_id: b.kind for b in model.bodies}
+    bodies = []
+    for surface in body_surfaces(mesh):
+        source = model.source_volume_mm3[surface.body_id]
+        bodies.append({
+            "name": names[surface.body_id], "kind": kinds[surface.body_id],
+            "elements": surface.n_tets, "volume_ml": surface.volume_mm3 / 1000.0,
+            "map_volume_ml": source / 1000.0,
+            "volume_error_pct": 100.0 * (surface.volume_mm3 / source - 1.0),
+            "closed": surface.closed, "manifold": surface.manifold, "pieces": surface.pieces,
+            "dropped_voxels": model.dropped_voxels.get(surface.body_id, 0)})
+    return {
+        "nodes": len(mesh.nodes_mm), "elements": len(mesh.tets),
+        "inverted": int(np.count_nonzero(volumes <= 0)),
+        "min_dihedral_deg": float(angles.min()), "max_dihedral_deg": float(angles.max()),
+        "min_radius_ratio": float(radius_ratios(mesh.nodes_mm, mesh.tets).min()),
+        "gap_voxels_changed": model.gap_voxels_changed, "bodies": bodies,
+        "contacts": [{"pair": [names[a], names[b]], "faces": len(faces)}
+                     for (a, b), faces in mesh.contacts.items()],
+        "min_bone_gap_mm": _min_bone_gaps(model)}
+
+
+#: Bones farther apart than this are not a joint; their distance is not reported.
+GAP_REPORT_MM = 30.0
+
+
+def _min_bone_gaps(model: FeModel) -> dict[str, float]:
+    """Per pair of bones closer than :data:`GAP_REPORT_MM`, the smallest distance (mm)
+    between a node of one and a node of the other."""
+    bones = [b for b in model.bodies if b.kind == "bone"]
+    nodes = {b.body_id: model.mesh.nodes_mm[np.unique(model.mesh.tets[model.mesh.body == b.body_id])]
+             for b in bones}
+    gaps = {}
+    for i, a in enumerate(bones):
+        tree = cKDTree(nodes[a.body_id])
+        for b in bones[i + 1:]:
+            distance = tree.query(nodes[b.body_id], k=1, distance_upper_bound=GAP_REPORT_MM)[0]
+            if np.isfinite(distance.min()):
+                gaps[f"{a.name}-{b.name}"] = float(distance.min())
+    return gaps
+
+
+def format_fe_summary(report: dict) -> str:
+    """The summary as text: the mesh, a line per body, the contact pairs and the bone gaps."""
+    lines = [(f"{report['case']}: {report['elements']} tetrahedra, {report['nodes']} nodes "
+              f"(grid {report['size_mm'] or 'of the map'} mm); dihedral angles "
+              f"{report['min_dihedral_deg']:.1f}-{report['max_dihedral_deg']:.1f} deg, "
+              f"radius ratio >= {report['min_radius_ratio']:.2f}, {report['inverted']} inverted; "
+              f"{report['gap_voxels_changed']} voxels cleared to keep the bones apart"),
+             f"  {'body':<34} {'kind':<9} {'elements':>9} {'ml':>8} {'vs map':>7}  surface"]
+    for body in report["bodies"]:
+        shape = ", ".join(flag for flag, ok in (("closed", body["closed"]),
+                                                ("manifold", body["manifold"])) if ok)
+        lines.append(f"  {body['name']:<34} {body['kind']:<9} {body['elements']:9d} "
+                     f"{body['volume_ml']:8.2f} {body['volume_error_pct']:+6.1f}%  "
+                     f"{shape or 'open'}; {body['pieces']} piece(s)")
+    for contact in report["contacts"]:
+        lines.append(f"  contact {contact['pair'][0]} / {contact['pair'][1]}: "
+                     f"{contact['faces']} faces")
+    for pair, gap in report["min_bone_gap_mm"].items():
+        lines.append(f"  min gap {pair}: {gap:.2f} mm")
+    seconds = ", ".join(f"{k} {v:.1f} s" for k, v in report["seconds"].items())
+    lines.append(f"  time: {seconds}")
+    return "\n".join(lines)

@@ -1,0 +1,72 @@
+"""``hipseg fe`` end to end on a small map: files, summary, clear errors, nothing half-written."""
+
+from __future__ import annotations
+
+import json
+
+import meshio
+import nibabel as nib
+import numpy as np
+import pytest
+
+from hipseg.cli import main
+
+
+def _hip(gap_vox: int = 4) -> np.ndarray:
+    """Right femur, right hip bone, sacrum; the hip joint ``gap_vox`` voxels wide."""
+    labels = np.zeros((34, 14, 24), np.uint8)
+    labels[2:8, 2:12, 2:12] = 1
+    labels[8 + gap_vox:14 + gap_vox, 2:12, 2:16] = 3
+    labels[18 + gap_vox:24 + gap_vox, 2:12, 8:22] = 5
+    return labels
+
+
+def _write(path, labels):
+    nib.save(nib.Nifti1Image(labels, np.diag([1.0, 1.0, 1.0, 1.0])), path)
+    return path
+
+
+def test_fe_writes_every_format_and_a_summary(tmp_path, capsys):
+    labels = _hip()
+    source = _write(tmp_path / "case_7.nii.gz", labels)
+    out = tmp_path / "out"
+    assert main(["fe", str(source), "--out", str(out), "--format", "feb", "vtu", "--size", "1",
+                 "--no-progress"]) == 0
+    printed = capsys.readouterr().out
+    assert "hip_right_femur_right_cartilage" in printed and "min gap femur_right-hip_right" in printed
+    summary = json.loads((out / "case_7_fe.json").read_text())
+    assert summary["inverted"] == 0 and summary["min_dihedral_deg"] == pytest.approx(45.0)
+    bodies = {b["name"]: b for b in summary["bodies"]}
+    assert bodies["femur_right"]["map_volume_ml"] == pytest.approx(
+        np.count_nonzero(labels == 1) / 1000.0)
+    assert all(b["closed"] and b["pieces"] == 1 for b in bodies.values())
+    assert all(abs(b["volume_error_pct"]) < 1e-9 for b in bodies.values())
+    assert summary["min_bone_gap_mm"]["femur_right-hip_right"] == pytest.approx(4.0)
+    assert sorted(p.name for p in out.iterdir()) == [
+        "case_7_fe.feb", "case_7_fe.json", "case_7_fe.vtu", "case_7_fe_template.yaml"]
+    back = meshio.read(out / "case_7_fe.vtu")
+    assert len(back.cells_dict["tetra"]) == summary["elements"]
+
+
+def test_touching_bones_are_one_clean_error_and_enforce_gap_opens_them(tmp_path, capsys):
+    source = _write(tmp_path / "touch.nii.gz", _hip(gap_vox=0))
+    out = tmp_path / "out"
+    assert main(["fe", str(source), "--out", str(out), "--no-progress"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(f"hipseg: error: {source}: femur_right and hip_right touch at")
+    assert "RAS (" in err and "\n" not in err
+    assert not out.exists() or not any(out.iterdir())
+    assert main(["fe", str(source), "--out", str(out), "--enforce-gap", "--format", "msh",
+                 "--no-progress"]) == 0
+    assert json.loads((out / "touch_fe.json").read_text())["gap_voxels_changed"] > 0
+
+
+def test_a_tampered_template_is_refused_before_any_work(tmp_path, capsys):
+    source = _write(tmp_path / "case.nii.gz", _hip())
+    template = tmp_path / "fe.yaml"
+    template.write_text("bone: {model: steel, youngs_modulus_mpa: 1, poisson_ratio: 0.3}\n")
+    assert main(["fe", str(source), "--out", str(tmp_path / "out"), "--template", str(template),
+                 "--no-progress"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == (f"hipseg: error: {template}: material model 'steel' is not one of "
+                   "['isotropic elastic', 'neo-Hookean']")
