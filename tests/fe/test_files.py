@@ -70,3 +70,13 @@ def test_a_tampered_template_is_refused_before_any_work(tmp_path, capsys):
     err = capsys.readouterr().err.strip()
     assert err == (f"hipseg: error: {template}: material model 'steel' is not one of "
                    "['isotropic elastic', 'neo-Hookean']")
+
+
+def test_a_map_without_a_sacrum_is_refused_for_the_load_case(tmp_path, capsys):
+    labels = _hip()
+    labels[labels == 5] = 0
+    source = _write(tmp_path / "nosacrum.nii.gz", labels)
+    assert main(["fe", str(source), "--out", str(tmp_path / "out"), "--no-progress"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == f"hipseg: error: {source}: the model has no sacrum: the load case fixes it"
+    assert not list((tmp_path / "out").glob("*.feb"))

@@ -40,8 +40,8 @@ def fe_file(label_path: Path, out_dir: Path, table: LabelTable, *,
     Raises
     ------
     InputError
-        Naming ``label_path``: unreadable, not a label map of ``table``, or bones of a joint
-        that touch (with the pair and where).
+        Naming ``label_path``: unreadable, not a label map of ``table``, bones of a joint
+        that touch (with the pair and where), or no sacrum or femur for the load case.
     """
     label_path, out_dir = Path(label_path), Path(out_dir)
     settings, template = settings or FeSettings(), template or FeTemplate()
@@ -66,7 +66,10 @@ def fe_file(label_path: Path, out_dir: Path, table: LabelTable, *,
     seconds["quality"] = time.perf_counter() - started
     for fmt, target in zip(formats, targets, strict=True):
         started = time.perf_counter()
-        write_fe_file(model, template, target)
+        try:
+            write_fe_file(model, template, target)
+        except ValueError as err:  # the load case needs a sacrum and a femur
+            raise InputError(label_path, str(err)) from None
         seconds[f"write_{fmt}"] = time.perf_counter() - started
         logger.info("wrote %s in %.1f s", target, seconds[f"write_{fmt}"])
     save_template(template, template_path)
