@@ -15,8 +15,8 @@ a user would see. Rows:
 - ``split-val``: as ``full`` with 2 scans, but one of them held out for validation (the old
   behaviour), to measure what training on both is worth;
 - ``no-weightmap``: fine-tuned with plain cross-entropy;
-- ``no-pretrain``: trained from scratch on the accurate scans, as many steps as pre-training
-  and fine-tuning together;
+- ``no-pretrain``: trained from scratch on the 2 (``no-pretrain-2``) and the 4
+  (``no-pretrain-4``) accurate scans, as many steps as pre-training and fine-tuning together;
 - ``no-lateral``: pre-trained and fine-tuned without the patient-side input channel;
 - ``ignore-contacts``: pre-trained with loss weight 0 within ``IGNORE_CONTACTS_MM`` of where
   two bones touch in the coarse labels (where they closed a joint space), then as ``full``;
@@ -188,9 +188,10 @@ def models_of_row(row: str, root: Path, data: dict[str, Path], schedule: Schedul
                                                            models / "no-weightmap-2", schedule,
                                                            weight_map=False))]
     if row == "no-pretrain":
-        return [("no-pretrain-2", train_args(
-            data["finetune2"], models / "no-pretrain-2", schedule, coarse=False, lateral=True,
-            epochs=schedule.pretrain_epochs + schedule.finetune_epochs, weight_map=True))]
+        return [(f"no-pretrain-{n}", train_args(
+            data[key], models / f"no-pretrain-{n}", schedule, coarse=False, lateral=True,
+            epochs=schedule.pretrain_epochs + schedule.finetune_epochs, weight_map=True))
+            for n, key in ((2, "finetune2"), (4, "finetune"))]
     if row == "no-lateral":
         pre_flat = models / "pretrained-no-lateral"
         return [("pretrained-no-lateral", train_args(
