@@ -8,7 +8,7 @@ import pytest
 
 from hipseg.core.labels import DEFAULT_LABELS
 from hipseg.core.volume import Volume
-from hipseg.fe.model import FeSettings, fe_model
+from hipseg.fe.model import FeSettings, _fill_edge_pinches, fe_model
 from hipseg.tetmesh import body_surfaces, tet_volumes_mm3
 
 FEMUR, HIP = 1, 3
@@ -65,3 +65,25 @@ def test_touching_bones_are_refused_before_any_mesh():
 def test_bad_settings_are_refused(bad):
     with pytest.raises(ValueError, match="must be a positive number"):
         FeSettings(**bad)
+
+
+def test_a_body_touching_itself_along_an_edge_gets_the_voxel_that_makes_it_manifold():
+    labels = np.zeros((30, 14, 14), np.uint8)
+    labels[2:8, 2:12, 2:12] = FEMUR
+    labels[8, 5, 5] = labels[9, 6, 5] = FEMUR  # a step that meets only along an edge
+    labels[14:20, 2:12, 2:12] = HIP
+    model = fe_model(Volume(labels, np.eye(4)), DEFAULT_LABELS, FeSettings(size_mm=None))
+    surfaces = {s.body_id: s for s in body_surfaces(model.mesh)}
+    assert model.pinches_filled == 1
+    assert surfaces[FEMUR].manifold and surfaces[FEMUR].closed
+    assert model.body_map.data[9, 5, 5] == FEMUR or model.body_map.data[8, 6, 5] == FEMUR
+
+
+def test_pinch_filling_never_puts_a_bone_voxel_next_to_another_bone():
+    labels = np.zeros((14, 12, 10), np.uint8)
+    labels[8, 5, 5] = labels[9, 6, 5] = FEMUR  # pinched along the edge between them
+    assert _fill_edge_pinches(labels, (1, 2, 3, 4, 5))[1] == 1
+    # Hip-bone voxels two voxels from the femur: each candidate voxel would touch one.
+    labels[10, 4, 5] = labels[7, 7, 5] = HIP
+    filled_map, filled = _fill_edge_pinches(labels, (1, 2, 3, 4, 5))
+    assert filled == 0 and np.array_equal(filled_map, labels)

@@ -47,6 +47,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     add_min_gap(p)
     p.add_argument("--meshes", action="store_true",
                    help="also write one closed surface mesh per bone to OUT/meshes (STL)")
+    p.add_argument("--fe", action="store_true",
+                   help="also write an FE model per scan to OUT/fe (hipseg fe at its defaults: "
+                        "FEBio .feb, 1 mm grid)")
     p.add_argument("--report", action="store_true",
                    help="also write an HTML QC report per scan to OUT/reports (implies "
                         "--save-uncertainty)")
@@ -100,3 +103,10 @@ def run(args: argparse.Namespace) -> None:
             print(f"meshes and their QC written to {mesh_dir}")
         if report_dir is not None:
             print(f"QC reports written to {report_dir}")
+    if args.fe and summaries:
+        from hipseg.fe.files import fe_file, format_fe_summary
+
+        fe_dir = Path(args.out) / "fe"
+        for s in summaries:
+            print(format_fe_summary(fe_file(s.path, fe_dir, model.config.labels)))
+        print(f"FE models written to {fe_dir}")

@@ -10,8 +10,11 @@ Order of work, and why:
    size: each voxel becomes 6 tetrahedra, so the grid sets the element size.
 3. The gap guarantee runs on the bones of that grid: resampling can close a joint space where
    it is a voxel wide, and two bones must never share a node.
-4. Every body keeps its largest face-connected piece: a piece joined only along an edge or at a
-   corner would be a separate body for a solver.
+4. Where a body touches itself along a voxel edge only (two voxels of it diagonal in a 2 x 2
+   block, the other two not), its surface is not a manifold there; a background voxel of the
+   block is given to it (for a bone, only one with no other bone among its 26 neighbours, so
+   no gap narrows). Then every body keeps its largest face-connected piece: a piece joined
+   only along an edge or at a corner would be a separate body for a solver.
 5. One Kuhn mesh of all bodies (``hipseg.tetmesh``): cartilage bonded to the bone it lies on (a
    single sacro-iliac or symphysis piece to both bones); the two layers of a hip joint and
    every other touching pair keep separate nodes, as the contact pairs.
@@ -23,6 +26,7 @@ from dataclasses import dataclass
 
 import cc3d
 import numpy as np
+from scipy import ndimage
 
 from hipseg.cartilage import cartilage_bodies, hip_joints
 from hipseg.core.labels import LabelTable
@@ -81,7 +85,9 @@ class FeModel:
     on the element grid);
     ``dropped_voxels``: per body id, voxels of pieces only edge- or corner-joined to the rest;
     ``source_volume_mm3``: per body id, its volume in the map at the map's own resolution
-    (bones as given, cartilage as built there), what the mesh's volumes are measured against.
+    (bones as given, cartilage as built there), what the mesh's volumes are measured against;
+    ``pinches_filled``: background voxels given to a body so it does not touch itself along a
+    voxel edge only (see :func:`_fill_edge_pinches`).
     """
 
     mesh: TetMesh
@@ -90,6 +96,7 @@ class FeModel:
     gap_voxels_changed: int
     dropped_voxels: dict[int, int]
     source_volume_mm3: dict[int, float]
+    pinches_filled: int = 0
 
     @property
     def bonded_pairs(self) -> list[tuple[int, int]]:
@@ -142,6 +149,7 @@ def fe_model(labels: Volume, table: LabelTable, settings: FeSettings | None = No
         guarded, moved = enforce_min_gap(bones_only, voxel_spacing_mm(affine))
         body_map[(bones_only > 0) & (guarded == 0)] = 0
         changed += moved
+    body_map, filled = _fill_edge_pinches(body_map, table.foreground_ids)
     body_map, dropped = _largest_face_connected(body_map)
     bones = [c for c in table.foreground_ids if np.any(body_map == c)]
     if not bones:
@@ -161,11 +169,67 @@ def fe_model(labels: Volume, table: LabelTable, settings: FeSettings | None = No
     bodies = tuple(FeBody(c, table.names[c], "bone", tuple(sorted(bonded[c]))) for c in bones) + \
         tuple(FeBody(i, name, kind, tuple(sorted(bonded[i]))) for i, name, kind in bodies_info)
     mesh = lattice_tet_mesh(body_map, affine, bonded=_bonded_pairs(bodies), bones=bones)
-    return FeModel(mesh, bodies, Volume(body_map, affine), int(changed), dropped, source)
+    return FeModel(mesh, bodies, Volume(body_map, affine), int(changed), dropped, source,
+                   filled)
 
 
 def _bonded_pairs(bodies: tuple[FeBody, ...]) -> list[tuple[int, int]]:
     return [(b.body_id, other) for b in bodies for other in b.bonded_to if b.body_id < other]
+
+
+#: Rounds of pinch filling; each round can only create a new pinch next to a filled voxel.
+_PINCH_ROUNDS = 20
+
+
+def _fill_edge_pinches(body_map: np.ndarray, bone_ids: tuple[int, ...]
+                       ) -> tuple[np.ndarray, int]:
+    """Give a background voxel to every body wherever it touches itself along a voxel edge
+    only; returns the map and the number of voxels filled."""
+    body_map = body_map.copy()
+    filled = 0
+    for body_id in np.unique(body_map):
+        if body_id == 0:
+            continue
+        allowed = body_map == 0
+        if body_id in bone_ids:
+            others = np.isin(body_map, [b for b in bone_ids if b != body_id])
+            allowed &= ~ndimage.binary_dilation(others, structure=np.ones((3, 3, 3), bool))
+        for _ in range(_PINCH_ROUNDS):
+            mask = body_map == body_id
+            fill = _pinch_fill_voxels(mask, allowed)
+            if not fill.any():
+                break
+            body_map[fill] = body_id
+            allowed &= ~fill
+            filled += int(np.count_nonzero(fill))
+    return body_map, filled
+
+
+def _pinch_fill_voxels(mask: np.ndarray, allowed: np.ndarray) -> np.ndarray:
+    """For each 2 x 2 block (in each of the 3 planes) where ``mask`` holds one diagonal pair
+    and not the other, one voxel of the other pair that ``allowed`` permits."""
+    fill = np.zeros_like(mask)
+    diagonals = (((0, 0), (1, 1)), ((1, 0), (0, 1)))
+    for plane in ((0, 1), (0, 2), (1, 2)):
+        for held, other in (diagonals, diagonals[::-1]):
+            pinch = (mask[_block(mask.shape, plane, held[0])]
+                     & mask[_block(mask.shape, plane, held[1])]
+                     & ~mask[_block(mask.shape, plane, other[0])]
+                     & ~mask[_block(mask.shape, plane, other[1])])
+            first = pinch & allowed[_block(mask.shape, plane, other[0])]
+            fill[_block(mask.shape, plane, other[0])] |= first
+            fill[_block(mask.shape, plane, other[1])] |= (
+                pinch & ~first & allowed[_block(mask.shape, plane, other[1])])
+    return fill
+
+
+def _block(shape: tuple[int, ...], plane: tuple[int, int], offset: tuple[int, int]
+           ) -> tuple[slice, ...]:
+    """The voxels at ``offset`` within every 2 x 2 block of the axes ``plane``."""
+    index = [slice(None)] * 3
+    for axis, step in zip(plane, offset, strict=True):
+        index[axis] = slice(step, shape[axis] - 1 + step)
+    return tuple(index)
 
 
 def _largest_face_connected(body_map: np.ndarray) -> tuple[np.ndarray, dict[int, int]]:
