@@ -4,8 +4,9 @@
 ``nnunetv2/training/nnUNetTrainer/`` (nnU-Net finds trainers by class name only there). It is nnU-Net's ``nnUNetTrainer`` unchanged except for the length of training:
 
 - ``HIPSEG_NNUNET_BUDGET_S`` (required): seconds of wall clock from the start of training;
-- ``HIPSEG_NNUNET_ITERATIONS`` (default 50): iterations per epoch instead of 250, so the
-  budget is met to within one short epoch; validation takes a tenth of that;
+- ``HIPSEG_NNUNET_ITERATIONS`` (default 50): iterations per epoch instead of 250;
+  validation takes a tenth of that; the budget is checked after every iteration, so training
+  ends within one iteration (plus that epoch's validation) of it;
 - after every epoch the number of epochs is fitted to the budget from the mean epoch time so
   far, and the poly learning-rate schedule's length with it, so the schedule ends at the budget
   as nnU-Net's ends at its last epoch;
@@ -37,8 +38,14 @@ class nnUNetTrainer_hipsegBudget(nnUNetTrainer):
         while self.current_epoch < self.num_epochs:
             self.on_epoch_start()
             self.on_train_epoch_start()
-            train_outputs = [self.train_step(next(self.dataloader_train))
-                             for _ in range(self.num_iterations_per_epoch)]
+            train_outputs = []
+            for _ in range(self.num_iterations_per_epoch):
+                # On 2 CPU cores one 2d iteration takes ~20 s: an epoch of 50 can be longer
+                # than the whole budget, so the budget is also checked inside the epoch.
+                if train_outputs and time() - started >= self.budget_s:
+                    self.num_epochs = self.current_epoch + 1
+                    break
+                train_outputs.append(self.train_step(next(self.dataloader_train)))
             self.on_train_epoch_end(train_outputs)
             with torch.no_grad():
                 self.on_validation_epoch_start()
