@@ -313,10 +313,13 @@ def main() -> None:
     parser.add_argument("--out", type=Path, required=True, help="work folder")
     parser.add_argument("--rows", nargs="+", default=list(ROWS), choices=ROWS)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--accurate", type=int, nargs="+", choices=(2, 4), default=[2, 4],
+                        help="run the rows' models on these numbers of accurate scans")
     parser.add_argument("--quick", action="store_true", help="smoke test of the wiring")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     schedule = quick_schedule() if args.quick else Schedule()
+    skipped = tuple(f"-{n}" for n in {2, 4} - set(args.accurate))
     root = args.out.resolve()
     (root / "logs").mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
@@ -326,7 +329,8 @@ def main() -> None:
     results = json.loads(results_path.read_text()) if results_path.is_file() else {}
     trained: dict[str, tuple[float, float]] = {}
     for row in args.rows:
-        steps = models_of_row(row, root, data, schedule)
+        steps = [(name, cli_args) for name, cli_args in models_of_row(row, root, data, schedule)
+                 if not (skipped and name.endswith(skipped))]
         pre_name = next((name for name, _ in steps if name.startswith("pretrained")), None)
         for name, cli_args in steps:
             model = root / "models" / name
