@@ -6,12 +6,14 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from hipseg.cartilage import cartilage_bodies, hip_joints
 from hipseg.core.labels import DEFAULT_LABELS
 from hipseg.core.volume import Volume
-from hipseg.fe.model import FeSettings, _fill_edge_pinches, fe_model
+from hipseg.fe.model import FeSettings, _fill_edge_pinches, fe_model, volume_keeping_shift
+from hipseg.phantom.variants import resample_labels
 from hipseg.tetmesh import body_surfaces, tet_volumes_mm3
 
-FEMUR, HIP = 1, 3
+FEMUR, HIP, HIP_LEFT = 1, 3, 4
 
 
 def _hip_joint(gap_vox: int = 4, spacing: float = 1.0) -> Volume:
@@ -87,3 +89,55 @@ def test_pinch_filling_never_puts_a_bone_voxel_next_to_another_bone():
     labels[10, 4, 5] = labels[7, 7, 5] = HIP
     filled_map, filled = _fill_edge_pinches(labels, (1, 2, 3, 4, 5))
     assert filled == 0 and np.array_equal(filled_map, labels)
+
+
+def _symphysis(spacing: float = 0.7) -> Volume:
+    """Right and left hip-bone boxes 2 voxels apart along x: a plate-like joint space
+    1.4 mm thick at 0.7 mm voxels, which a 1 mm grid samples 1 or 2 elements thick."""
+    labels = np.zeros((30, 20, 20), np.uint8)
+    labels[3:14, 3:17, 3:17] = HIP
+    labels[16:27, 3:17, 3:17] = HIP_LEFT
+    return Volume(labels, np.diag([spacing, spacing, spacing, 1.0]))
+
+
+def test_a_thin_cartilage_plate_keeps_its_volume_on_a_coarser_element_grid():
+    source = _symphysis()
+    model = fe_model(source, DEFAULT_LABELS, FeSettings(size_mm=1.0))
+    plate = next(b.body_id for b in model.bodies if b.name == "pubic_symphysis_cartilage")
+    volumes = tet_volumes_mm3(model.mesh.nodes_mm, model.mesh.tets)
+    expected = model.source_volume_mm3[plate]
+    assert volumes[model.mesh.body == plate].sum() == pytest.approx(expected, rel=0.03)
+    # the grid the shift was chosen over: unshifted, the plate is off by more than 10 %
+    cartilage, _ = cartilage_bodies(source.data, np.full(3, 0.7), DEFAULT_LABELS,
+                                    hip_joints(DEFAULT_LABELS), max_gap_mm=4.0,
+                                    affine=source.affine)
+    body_map = np.where(cartilage > 0, cartilage + DEFAULT_LABELS.n_classes - 1, source.data)
+    assert np.count_nonzero(body_map == plate) * 0.7**3 == pytest.approx(expected)
+    unshifted, _ = resample_labels(body_map, source.affine, (1.0, 1.0, 1.0))
+    assert abs(np.count_nonzero(unshifted == plate) / expected - 1) > 0.10
+
+
+def test_the_chosen_grid_shift_is_the_best_of_all_shifts_resampled_one_by_one():
+    rng = np.random.default_rng(3)
+    body_map = np.zeros((23, 19, 17), np.uint8)
+    for body_id in (6, 7):
+        centre = rng.uniform(6, 12, 3)
+        radius = rng.uniform(2, 4, 3)
+        grid = np.indices(body_map.shape).transpose(1, 2, 3, 0)
+        body_map[(((grid - centre) / radius) ** 2).sum(-1) < 1] = body_id
+    spacing = np.array([0.7, 0.8, 0.6])
+    affine = np.diag([*spacing, 1.0])
+    size = (1.0, 1.1, 1.3)
+
+    def worst_error(shift):
+        out, _ = resample_labels(body_map, affine, size, shift)
+        return max(abs(np.count_nonzero(out == i) * np.prod(size)
+                       / (np.count_nonzero(body_map == i) * spacing.prod()) - 1)
+                   for i in (6, 7))
+
+    steps = np.arange(8) / 8 - 0.5
+    every = [worst_error((a, b, c)) for a in steps for b in steps for c in steps]
+    chosen = volume_keeping_shift(body_map, [6, 7], spacing, size)
+    assert all(-0.5 <= s < 0.5 for s in chosen)
+    assert worst_error(chosen) == pytest.approx(min(every), abs=1e-9)
+    assert volume_keeping_shift(body_map, [], spacing, size) == (0.0, 0.0, 0.0)

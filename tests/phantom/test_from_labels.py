@@ -195,6 +195,17 @@ def test_resampling_keeps_the_box_and_round_trips_the_affine():
     np.testing.assert_allclose(same_affine, affine, atol=1e-12)
 
 
+@pytest.mark.parametrize("shift", [(0.0, 0.0, 0.0), (0.23, -0.41, 0.37)])
+def test_each_resampled_voxel_holds_the_label_nearest_to_its_centre_in_mm(shift):
+    affine = oblique_affine(spacing_mm=(0.7, 0.8, 1.5))
+    labels = np.random.default_rng(0).integers(0, 6, (17, 13, 9)).astype(np.uint8)
+    out, new_affine = resample_labels(labels, affine, (1.03, 1.17, 1.91), shift)
+    new_index = np.indices(out.shape).reshape(3, -1).T
+    old_index = apply_affine(np.linalg.inv(affine), apply_affine(new_affine, new_index))
+    nearest = np.clip(np.floor(old_index + 0.5).astype(int), 0, np.array(labels.shape) - 1)
+    np.testing.assert_array_equal(out.ravel(), labels[tuple(nearest.T)])
+
+
 def test_settings_resample_before_simulating(real_map):
     settings = LabelPhantomSettings(spacing_mm=(4.0, 4.0, 4.0))
     case = make_case_from_labels(real_map, np.random.default_rng(0), settings=settings)

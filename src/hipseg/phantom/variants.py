@@ -14,7 +14,7 @@ from scipy import ndimage
 from hipseg.core.volume import array_axis_nearest, voxel_spacing_mm
 
 __all__ = ["VariantSettings", "deform_labels", "make_variant", "mirror_left_right",
-           "resample_labels"]
+           "nearest_indices", "resample_labels"]
 
 #: Side swaps of the default label table: femur right/left, hip right/left.
 SIDE_SWAPS: tuple[tuple[int, int], ...] = ((1, 2), (3, 4))
@@ -101,11 +101,13 @@ def deform_labels(labels: np.ndarray, affine: np.ndarray, rng: np.random.Generat
 
 
 def resample_labels(labels: np.ndarray, affine: np.ndarray,
-                    spacing_mm: tuple[float, float, float]) -> tuple[np.ndarray, np.ndarray]:
+                    spacing_mm: tuple[float, float, float],
+                    shift: tuple[float, float, float] = (0.0, 0.0, 0.0),
+                    ) -> tuple[np.ndarray, np.ndarray]:
     """The label map on a grid of ``spacing_mm`` covering the same box (nearest neighbour).
 
-    The new grid keeps the axes' directions and the box's outer corner; each axis gets
-    ``round(extent / spacing)`` voxels.
+    The new grid keeps the axes' directions and the box's outer corner, moved by ``shift``
+    new voxels per axis; each axis gets ``round(extent / spacing)`` voxels.
 
     Returns
     -------
@@ -117,17 +119,28 @@ def resample_labels(labels: np.ndarray, affine: np.ndarray,
     new = np.asarray(spacing_mm, np.float64)
     if new.shape != (3,) or not np.all(new > 0):
         raise ValueError(f"spacing_mm must be 3 positive numbers, got {spacing_mm}")
-    shape = np.maximum(1, np.round(np.asarray(labels.shape) * old / new)).astype(int)
     ratio = new / old
-    # voxel p of the new grid is at old index (p + 0.5) * ratio - 0.5 (same outer corner)
+    offset = 0.5 + np.asarray(shift, np.float64)
+    # voxel p of the new grid is at old index (p + offset) * ratio - 0.5
     new_affine = affine.copy()
     new_affine[:3, :3] = affine[:3, :3] * ratio
-    new_affine[:3, 3] = affine[:3, :3] @ (0.5 * ratio - 0.5) + affine[:3, 3]
-    coords = [((np.arange(n) + 0.5) * r - 0.5).reshape([-1 if a == axis else 1 for a in range(3)])
-              for axis, (n, r) in enumerate(zip(shape, ratio, strict=True))]
-    grid = np.broadcast_arrays(*coords)
-    out = ndimage.map_coordinates(labels, grid, order=0, mode="nearest")
-    return out.astype(labels.dtype, copy=False), new_affine
+    new_affine[:3, 3] = affine[:3, :3] @ (offset * ratio - 0.5) + affine[:3, 3]
+    index = nearest_indices(labels.shape, old, new, shift)
+    return labels[np.ix_(*index)], new_affine
+
+
+def nearest_indices(shape: tuple[int, ...], old_spacing_mm: np.ndarray,
+                    new_spacing_mm: np.ndarray, shift: tuple[float, float, float]
+                    ) -> list[np.ndarray]:
+    """Per axis, the old voxel index nearest to each voxel of :func:`resample_labels`'s grid
+    (int arrays, clamped to the box: a new voxel outside it takes the edge voxel)."""
+    index = []
+    for n, old, new, s in zip(shape, old_spacing_mm, new_spacing_mm, shift, strict=True):
+        ratio = new / old
+        count = max(1, int(np.round(n / ratio)))
+        centre = (np.arange(count) + 0.5 + s) * ratio - 0.5
+        index.append(np.clip(np.floor(centre + 0.5), 0, n - 1).astype(np.intp))
+    return index
 
 
 def make_variant(labels: np.ndarray, affine: np.ndarray, rng: np.random.Generator,
