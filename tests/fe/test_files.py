@@ -80,3 +80,45 @@ def test_a_map_without_a_sacrum_is_refused_for_the_load_case(tmp_path, capsys):
     err = capsys.readouterr().err.strip()
     assert err == f"hipseg: error: {source}: the model has no sacrum: the load case fixes it"
     assert not list((tmp_path / "out").glob("*.feb"))
+
+
+def test_predict_fe_writes_the_fe_model_of_each_label_map_it_wrote(tmp_path, tiny_model_dir,
+                                                                    monkeypatch, capsys):
+    """The network is replaced by one that "predicts" a known map: what is under test is that
+    ``predict --fe`` builds the FE model of exactly the label map it wrote, into OUT/fe."""
+    from hipseg.inference import batch
+    from hipseg.inference.files import PredictionSummary
+
+    scan = _write(tmp_path / "scan.nii.gz", np.zeros((4, 4, 4), np.int16))
+
+    def predicted(model, model_dir, inputs, out, **kwargs):
+        path = _write(tmp_path / "out" / "scan.nii.gz", _hip())
+        return [PredictionSummary("scan", path, 0, 2.0, 0.0, 0, 0, 0)]
+
+    monkeypatch.setattr(batch, "predict_files_in_workers", predicted)
+    out = tmp_path / "out"
+    out.mkdir()
+    assert main(["predict", str(tiny_model_dir), str(scan), "--out", str(out), "--fe",
+                 "--no-progress"]) == 0
+    assert f"FE models written to {out / 'fe'}" in capsys.readouterr().out
+    from_predict = json.loads((out / "fe" / "scan_fe.json").read_text())
+    assert (out / "fe" / "scan_fe.feb").is_file()
+    assert main(["fe", str(out / "scan.nii.gz"), "--out", str(tmp_path / "direct"),
+                 "--format", "vtu", "--no-progress"]) == 0
+    direct = json.loads((tmp_path / "direct" / "scan_fe.json").read_text())
+    assert from_predict["elements"] == direct["elements"] > 0
+    assert from_predict["bodies"] == direct["bodies"]
+
+
+def test_predict_fe_without_a_sacrum_is_one_line_and_keeps_the_label_map(tmp_path, tiny_model_dir,
+                                                                         capsys):
+    # This tiny untrained network labels every voxel hip_left: no sacrum to fix.
+    noise = np.random.default_rng(0).normal(40, 30, (24, 20, 18)).astype(np.int16)
+    scan = _write(tmp_path / "scan.nii.gz", noise)
+    out = tmp_path / "out"
+    assert main(["predict", str(tiny_model_dir), str(scan), "--out", str(out), "--fe",
+                 "--no-progress"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == f"hipseg: error: {out / 'scan.nii.gz'}: the model has no sacrum: the load case fixes it"
+    assert nib.load(out / "scan.nii.gz").shape == (24, 20, 18)
+    assert not list((out / "fe").glob("*.feb"))
