@@ -32,7 +32,7 @@ from hipseg.core.volume import apply_affine
 from hipseg.labelmap import check_labels
 
 __all__ = ["BodySurface", "TetMesh", "body_surfaces", "dihedral_angles_deg", "lattice_tet_mesh",
-           "radius_ratios", "tet_volumes_mm3"]
+           "open_contacts", "radius_ratios", "tet_volumes_mm3"]
 
 #: Corner offsets of the 6 Kuhn tetrahedra of a unit cube: (0,0,0) -> +e_a -> +e_b -> (1,1,1)
 #: for each order (a, b, c) of the axes. The signed volume in index space is the order's parity.
@@ -275,6 +275,52 @@ def _contact_faces(crop: np.ndarray, masks: np.ndarray, index_of: np.ndarray, id
                 chosen = (small == pair[0]) & (large == pair[1])
                 found.setdefault(pair, []).append(np.stack([first[chosen], second[chosen]], 1))
     return {pair: np.concatenate(parts) for pair, parts in sorted(found.items())}
+
+
+def open_contacts(mesh: TetMesh, gap_mm: float) -> TetMesh:
+    """The mesh with every contact pair opened to a gap of ``gap_mm``.
+
+    Each side's contact nodes move ``gap_mm / 2`` into their own body, along the mean outward
+    normal of that side's contact faces at the node (normalised), so the faces of a pair end
+    ``gap_mm`` apart where they are flat. This is LibHip's "with gap" variant, for solvers
+    that need a start free of penetration; with touching contact surfaces (``gap_mm = 0``)
+    the mesh is returned as it is. The faces keep their nodes and orientation.
+
+    Parameters
+    ----------
+    mesh : TetMesh
+    gap_mm : float
+        At least 0 and less than a third of the shortest element edge, so that no element can
+        turn inside out (the smallest height of a Kuhn tetrahedron is 0.71 edges).
+
+    Raises
+    ------
+    ValueError
+        ``gap_mm`` out of range, or an element whose volume is no longer positive.
+    """
+    edges = mesh.nodes_mm[mesh.tets[:, [1, 2, 3]]] - mesh.nodes_mm[mesh.tets[:, [0, 0, 0]]]
+    shortest = float(np.linalg.norm(edges, axis=-1).min()) if len(mesh.tets) else 0.0
+    if not (np.isfinite(gap_mm) and 0.0 <= gap_mm < shortest / 3.0):
+        raise ValueError(f"contact gap must be at least 0 mm and below a third of the shortest "
+                         f"element edge ({shortest / 3.0:.3g} mm), got {gap_mm!r}")
+    if gap_mm == 0.0 or not mesh.contacts:
+        return mesh
+    normals = np.zeros_like(mesh.nodes_mm)
+    for faces in mesh.contacts.values():
+        for side in range(2):
+            triangles = faces[:, side]
+            p = mesh.nodes_mm[triangles]
+            normal = np.cross(p[:, 1] - p[:, 0], p[:, 2] - p[:, 0])
+            normal /= np.linalg.norm(normal, axis=1, keepdims=True)
+            for corner in range(3):
+                np.add.at(normals, triangles[:, corner], normal)
+    length = np.linalg.norm(normals, axis=1)
+    moved = length > 0
+    nodes_mm = mesh.nodes_mm.copy()
+    nodes_mm[moved] -= 0.5 * gap_mm * normals[moved] / length[moved, None]
+    if np.any(tet_volumes_mm3(nodes_mm, mesh.tets) <= 0):
+        raise ValueError(f"opening the contacts by {gap_mm} mm turns elements inside out")
+    return TetMesh(nodes_mm, mesh.tets, mesh.body, mesh.contacts)
 
 
 def tet_volumes_mm3(nodes_mm: np.ndarray, tets: np.ndarray) -> np.ndarray:

@@ -122,3 +122,12 @@ def test_predict_fe_without_a_sacrum_is_one_line_and_keeps_the_label_map(tmp_pat
     assert err == f"hipseg: error: {out / 'scan.nii.gz'}: the model has no sacrum: the load case fixes it"
     assert nib.load(out / "scan.nii.gz").shape == (24, 20, 18)
     assert not list((out / "fe").glob("*.feb"))
+
+
+def test_a_contact_gap_too_wide_for_the_elements_is_one_line(tmp_path, capsys):
+    source = _write(tmp_path / "case.nii.gz", _hip())
+    assert main(["fe", str(source), "--out", str(tmp_path / "out"), "--size", "1",
+                 "--contact-gap-mm", "0.5", "--no-progress"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("hipseg: error: --contact-gap-mm: contact_gap_mm (0.5 mm) must be below")
+    assert "\n" not in err and not (tmp_path / "out").exists()

@@ -141,3 +141,28 @@ def test_the_chosen_grid_shift_is_the_best_of_all_shifts_resampled_one_by_one():
     assert all(-0.5 <= s < 0.5 for s in chosen)
     assert worst_error(chosen) == pytest.approx(min(every), abs=1e-9)
     assert volume_keeping_shift(body_map, [], spacing, size) == (0.0, 0.0, 0.0)
+
+
+def test_a_contact_gap_opens_the_hip_layers_by_exactly_that_gap():
+    touching = fe_model(_hip_joint(), DEFAULT_LABELS, FeSettings(size_mm=None))
+    opened = fe_model(_hip_joint(), DEFAULT_LABELS, FeSettings(size_mm=None, contact_gap_mm=0.2))
+    [(femoral, acetabular)] = opened.mesh.contacts
+    faces = opened.mesh.contacts[(femoral, acetabular)]
+    x = opened.mesh.nodes_mm[:, 0]
+    np.testing.assert_allclose(x[faces[:, 1]] - x[faces[:, 0]], 0.2, atol=1e-12)
+    before = tet_volumes_mm3(touching.mesh.nodes_mm, touching.mesh.tets)
+    after = tet_volumes_mm3(opened.mesh.nodes_mm, opened.mesh.tets)
+    assert after.min() > 0
+    for layer in (femoral, acetabular):  # each loses 0.1 mm of its 8 x 8 mm contact face
+        assert after[opened.mesh.body == layer].sum() == pytest.approx(
+            before[touching.mesh.body == layer].sum() - 0.1 * 64)
+    for bone in (FEMUR, HIP):
+        assert after[opened.mesh.body == bone].sum() == pytest.approx(
+            before[touching.mesh.body == bone].sum())
+
+
+def test_a_contact_gap_of_a_third_of_the_element_size_is_refused():
+    with pytest.raises(ValueError, match="below a third of the element size"):
+        FeSettings(size_mm=1.0, contact_gap_mm=0.34)
+    with pytest.raises(ValueError, match="below a third of the shortest element edge"):
+        fe_model(_hip_joint(), DEFAULT_LABELS, FeSettings(size_mm=None, contact_gap_mm=0.4))

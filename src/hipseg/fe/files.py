@@ -73,7 +73,8 @@ def fe_file(label_path: Path, out_dir: Path, table: LabelTable, *,
         seconds[f"write_{fmt}"] = time.perf_counter() - started
         logger.info("wrote %s in %.1f s", target, seconds[f"write_{fmt}"])
     save_template(template, template_path)
-    report = {"case": case, "size_mm": settings.size_mm, **summary, "seconds": seconds,
+    report = {"case": case, "size_mm": settings.size_mm,
+              "contact_gap_mm": settings.contact_gap_mm, **summary, "seconds": seconds,
               "files": [t.name for t in targets] + [template_path.name]}
     atomic_write_text(summary_path, json.dumps(report, indent=1))
     return report

@@ -38,7 +38,7 @@ from hipseg.core.volume import Volume, voxel_spacing_mm
 from hipseg.labelmap import check_labels
 from hipseg.phantom.variants import nearest_indices, resample_labels
 from hipseg.postprocess import enforce_min_gap
-from hipseg.tetmesh import TetMesh, lattice_tet_mesh
+from hipseg.tetmesh import TetMesh, lattice_tet_mesh, open_contacts
 
 __all__ = ["FeBody", "FeModel", "FeSettings", "fe_model", "volume_keeping_shift"]
 
@@ -57,17 +57,29 @@ class FeSettings:
     enforce_gap : bool
         Run the gap guarantee on the map first (its changes are counted in
         ``FeModel.gap_voxels_changed``); by default bones that touch are refused.
+    contact_gap_mm : float
+        Gap opened between the two surfaces of every contact pair (mm,
+        :func:`hipseg.tetmesh.open_contacts`): 0 leaves them touching, as FEBio's contact
+        needs; a small gap gives a start free of penetration (LibHip's "with gap" models, for
+        PolyFEM). Below a third of the element size.
     """
 
     size_mm: float | None = 1.0
     max_gap_mm: float = 4.0
     enforce_gap: bool = False
+    contact_gap_mm: float = 0.0
 
     def __post_init__(self) -> None:
         if self.size_mm is not None and not (np.isfinite(self.size_mm) and self.size_mm > 0):
             raise ValueError(f"size_mm must be a positive number or None, got {self.size_mm!r}")
         if not (np.isfinite(self.max_gap_mm) and self.max_gap_mm > 0):
             raise ValueError(f"max_gap_mm must be a positive number, got {self.max_gap_mm!r}")
+        if not (np.isfinite(self.contact_gap_mm) and self.contact_gap_mm >= 0):
+            raise ValueError(f"contact_gap_mm must be 0 or a positive number, got "
+                             f"{self.contact_gap_mm!r}")
+        if self.size_mm is not None and self.contact_gap_mm >= self.size_mm / 3:
+            raise ValueError(f"contact_gap_mm ({self.contact_gap_mm} mm) must be below a third "
+                             f"of the element size ({self.size_mm} mm)")
 
 
 @dataclass(frozen=True)
@@ -176,6 +188,7 @@ def fe_model(labels: Volume, table: LabelTable, settings: FeSettings | None = No
     bodies = tuple(FeBody(c, table.names[c], "bone", tuple(sorted(bonded[c]))) for c in bones) + \
         tuple(FeBody(i, name, kind, tuple(sorted(bonded[i]))) for i, name, kind in bodies_info)
     mesh = lattice_tet_mesh(body_map, affine, bonded=_bonded_pairs(bodies), bones=bones)
+    mesh = open_contacts(mesh, settings.contact_gap_mm)
     return FeModel(mesh, bodies, Volume(body_map, affine), int(changed), dropped, source,
                    filled)
 
