@@ -43,9 +43,15 @@ def test_fe_writes_every_format_and_a_summary(tmp_path, capsys):
     assert all(abs(b["volume_error_pct"]) < 1e-9 for b in bodies.values())
     assert summary["min_bone_gap_mm"]["femur_right-hip_right"] == pytest.approx(4.0)
     assert sorted(p.name for p in out.iterdir()) == [
-        "case_7_fe.feb", "case_7_fe.json", "case_7_fe.vtu", "case_7_fe_template.yaml"]
+        "case_7_fe.feb", "case_7_fe.json", "case_7_fe.vtu", "case_7_fe_bodies.nii.gz",
+        "case_7_fe_template.yaml"]
     back = meshio.read(out / "case_7_fe.vtu")
     assert len(back.cells_dict["tetra"]) == summary["elements"]
+    # the body map holds 6 elements per voxel of each body, on the element grid in mm
+    body_map = nib.load(out / "case_7_fe_bodies.nii.gz")
+    np.testing.assert_allclose(body_map.affine, np.eye(4), atol=1e-9)
+    counts = np.bincount(np.asarray(body_map.dataobj).ravel())
+    assert all(6 * counts[b["body_id"]] == b["elements"] for b in bodies.values())
 
 
 def test_touching_bones_are_one_clean_error_and_enforce_gap_opens_them(tmp_path, capsys):

@@ -141,6 +141,8 @@ def test_the_chosen_grid_shift_is_the_best_of_all_shifts_resampled_one_by_one():
     assert all(-0.5 <= s < 0.5 for s in chosen)
     assert worst_error(chosen) == pytest.approx(min(every), abs=1e-9)
     assert volume_keeping_shift(body_map, [], spacing, size) == (0.0, 0.0, 0.0)
+    # the same spacing: every shift takes the same voxels, so none moves them
+    assert volume_keeping_shift(body_map, [6, 7], spacing, tuple(spacing)) == (0.0, 0.0, 0.0)
 
 
 def test_a_contact_gap_opens_the_hip_layers_by_exactly_that_gap():

@@ -1,8 +1,11 @@
 """``hipseg fe``: a label map file to FE model files and a summary (issue 14, items 2-4).
 
 Takes one label map whose gaps are kept (NIfTI, the label table's ids); gives, in ``OUT``:
-``<case>_fe.<fmt>`` for each format asked for, ``<case>_fe.json`` (the summary below) and
-``<case>_fe_template.yaml`` (the materials and load case used, to edit and pass back).
+``<case>_fe.<fmt>`` for each format asked for, ``<case>_fe.json`` (the summary below),
+``<case>_fe_bodies.nii.gz`` (the body map on the element grid: each voxel is the 6
+tetrahedra of one body; bones keep their label ids, cartilage follows; what the QC report
+draws) and ``<case>_fe_template.yaml`` (the materials and load case used, to edit and pass
+back).
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ from hipseg.core.labels import LabelTable
 from hipseg.fe.export import write_fe_file
 from hipseg.fe.model import FeModel, FeSettings, fe_model
 from hipseg.fe.template import FeTemplate, save_template
-from hipseg.io import read_labels
+from hipseg.io import read_labels, write_image
 from hipseg.io.formats import case_id
 from hipseg.io.guard import check_output_folder, refuse_overwriting_inputs
 from hipseg.tetmesh import body_surfaces, dihedral_angles_deg, radius_ratios, tet_volumes_mm3
@@ -50,7 +53,8 @@ def fe_file(label_path: Path, out_dir: Path, table: LabelTable, *,
     targets = [out_dir / f"{case}_fe.{fmt}" for fmt in formats]
     summary_path = out_dir / f"{case}_fe.json"
     template_path = out_dir / f"{case}_fe_template.yaml"
-    refuse_overwriting_inputs([label_path], [*targets, summary_path, template_path])
+    bodies_path = out_dir / f"{case}_fe_bodies.nii.gz"
+    refuse_overwriting_inputs([label_path], [*targets, summary_path, template_path, bodies_path])
     seconds = {}
     started = time.perf_counter()
     volume = read_labels(label_path, table)
@@ -72,10 +76,11 @@ def fe_file(label_path: Path, out_dir: Path, table: LabelTable, *,
             raise InputError(label_path, str(err)) from None
         seconds[f"write_{fmt}"] = time.perf_counter() - started
         logger.info("wrote %s in %.1f s", target, seconds[f"write_{fmt}"])
+    write_image(bodies_path, model.body_map.data, model.body_map.affine, dtype=np.uint8)
     save_template(template, template_path)
     report = {"case": case, "size_mm": settings.size_mm,
               "contact_gap_mm": settings.contact_gap_mm, **summary, "seconds": seconds,
-              "files": [t.name for t in targets] + [template_path.name]}
+              "files": [t.name for t in targets] + [bodies_path.name, template_path.name]}
     atomic_write_text(summary_path, json.dumps(report, indent=1))
     return report
 
@@ -92,7 +97,8 @@ def fe_summary(model: FeModel) -> dict:
     for surface in body_surfaces(mesh):
         source = model.source_volume_mm3[surface.body_id]
         bodies.append({
-            "name": names[surface.body_id], "kind": kinds[surface.body_id],
+            "body_id": surface.body_id, "name": names[surface.body_id],
+            "kind": kinds[surface.body_id],
             "elements": surface.n_tets, "volume_ml": surface.volume_mm3 / 1000.0,
             "map_volume_ml": source / 1000.0,
             "volume_error_pct": 100.0 * (surface.volume_mm3 / source - 1.0),

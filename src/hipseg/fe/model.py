@@ -200,7 +200,8 @@ _SHIFT_STEPS = 8
 def volume_keeping_shift(body_map: np.ndarray, body_ids: list[int], spacing_mm: np.ndarray,
                          size_mm: tuple[float, float, float]) -> tuple[float, float, float]:
     """The shift of the element grid whose nearest-neighbour resampling keeps the volumes of
-    ``body_ids`` best (the smallest largest relative error, then the smallest sum).
+    ``body_ids`` best (the smallest largest relative error, then the smallest sum, then the
+    smallest shift).
 
     Nearest-neighbour resampling takes old voxel ``(i, j, k)`` as often as the product of
     how many new voxels pick ``i``, ``j`` and ``k`` on their axes, so every body's new volume
@@ -240,7 +241,11 @@ def volume_keeping_shift(body_map: np.ndarray, body_ids: list[int], spacing_mm: 
         errors.append(np.abs(counts * new.prod() / (inside.sum() * old.prod()) - 1.0))
     errors = np.stack(errors)
     score = errors.max(axis=0) + 1e-6 * errors.sum(axis=0)
-    best = np.unravel_index(np.argmin(score), score.shape)
+    # Among equally good shifts the smallest: where the grids are commensurate (the same
+    # spacing) every shift picks the same voxels, and only a zero shift leaves them in place.
+    size = np.add.outer(np.add.outer(shifts**2, shifts**2), shifts**2)
+    best = np.unravel_index(np.argmin(np.where(score <= score.min() + 1e-9, size, np.inf)),
+                            score.shape)
     return tuple(float(shifts[b]) for b in best)
 
 
