@@ -126,3 +126,48 @@ def test_patient_right_is_on_the_viewer_left(tmp_path, phantom):
         left = [c for c in columns_of("femur_left") if lo <= c < hi]
         assert right and left
         assert np.median(right) < np.median(left)
+
+
+def test_report_shows_the_fe_model_around_each_hip_joint(tmp_path, phantom, capsys):
+    from hipseg.fe.files import fe_file
+    from hipseg.fe.model import FeSettings
+
+    image, labels = _write(tmp_path / "in", phantom)
+    summary = fe_file(labels, tmp_path / "fe", DEFAULT_LABELS, formats=("vtu",),
+                      settings=FeSettings(size_mm=2.0, enforce_gap=True))
+    bodies = tmp_path / "fe" / f"{summary['case']}_fe_bodies.nii.gz"
+    out = tmp_path / "out"
+    page = write_case_report(image, labels, out, DEFAULT_LABELS, fe_bodies_path=bodies,
+                             fe_summary=summary).read_text()
+    assert (out / "case_000_fe_coronal.png").is_file()
+    assert f"FE model: {summary['elements']} tetrahedra on a 2.0 mm grid" in page
+    with pytest.raises(ValueError, match="both its body map and its summary"):
+        write_case_report(image, labels, out, DEFAULT_LABELS, fe_bodies_path=bodies)
+    # the command line reads the body map beside the summary
+    from hipseg.cli import main
+    fe_json = tmp_path / "fe" / f"{summary['case']}_fe.json"
+    assert main(["report", str(image), str(labels), "--out", str(tmp_path / "cli"),
+                 "--fe", str(fe_json), "--no-progress"]) == 0
+    assert (tmp_path / "cli" / "case_000_fe_coronal.png").is_file()
+    bodies.unlink()
+    assert main(["report", str(image), str(labels), "--out", str(tmp_path / "cli2"),
+                 "--fe", str(fe_json), "--no-progress"]) == 2
+    assert f"{fe_json}: its body map {bodies.name} is missing beside it" in capsys.readouterr().err
+
+
+def test_fe_panels_centre_the_joint_and_show_the_window_around_it():
+    from hipseg.qc.figures import fe_panels
+
+    bodies = np.ones((80, 10, 70), np.int64)
+    bodies[20, 5, 30] = 7  # the joint centre's element
+    spacing = np.array([1.0, 2.0, 1.5])
+    [right, left] = fe_panels(bodies, spacing, {"right": np.array([20, 5, 30]), "left": None},
+                              {"right": np.zeros(3), "left": None}, {1: "#ffffff", 7: "#ff0000"},
+                              window_mm=30.0)
+    assert left is None
+    codes = right["codes"]
+    x, y = right["marker"]
+    assert codes[int(y / 1.5), int(x / 1.0)] == 7 and np.count_nonzero(codes == 7) == 1
+    assert codes.shape == (21, 31)  # 30 mm across at 1.5 mm (rows) and 1 mm (columns), + 1
+    assert right["extent"] == (0.0, 31.0, 31.5, 0.0)
+    assert len(right["grid"][0]) == 32 and len(right["grid"][1]) == 22

@@ -93,16 +93,7 @@ def run(args: argparse.Namespace) -> None:
               f"{s.gap_voxels_changed:>6}  {', '.join(s.empty_classes) or '-'}")
     print(f"wrote {len(summaries)} label map(s) to {args.out} (|E|: bone voxels within eps of "
           "another bone; gap: voxels cleared so no two bones touch)")
-    if args.meshes or args.report:
-        from hipseg.qc.after_prediction import meshes_and_reports
-
-        mesh_dir, report_dir = meshes_and_reports(
-            summaries, args.inputs, args.out, model.config.labels, meshes=args.meshes,
-            reports=args.report, min_gap_mm=args.min_gap_mm, eps_mm=args.eps)
-        if mesh_dir is not None:
-            print(f"meshes and their QC written to {mesh_dir}")
-        if report_dir is not None:
-            print(f"QC reports written to {report_dir}")
+    fe_dir = None
     if args.fe and summaries:
         from hipseg.fe.files import fe_file, format_fe_summary
 
@@ -110,3 +101,13 @@ def run(args: argparse.Namespace) -> None:
         for s in summaries:
             print(format_fe_summary(fe_file(s.path, fe_dir, model.config.labels)))
         print(f"FE models written to {fe_dir}")
+    if args.meshes or args.report:
+        from hipseg.qc.after_prediction import meshes_and_reports
+
+        mesh_dir, report_dir = meshes_and_reports(
+            summaries, args.inputs, args.out, model.config.labels, meshes=args.meshes,
+            reports=args.report, min_gap_mm=args.min_gap_mm, eps_mm=args.eps, fe_dir=fe_dir)
+        if mesh_dir is not None:
+            print(f"meshes and their QC written to {mesh_dir}")
+        if report_dir is not None:
+            print(f"QC reports written to {report_dir}")

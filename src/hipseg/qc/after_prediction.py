@@ -1,8 +1,10 @@
 """What ``predict --meshes --report`` adds after the label maps: meshes with their QC and one
-HTML page per scan, under ``OUT/meshes`` and ``OUT/reports``."""
+HTML page per scan, under ``OUT/meshes`` and ``OUT/reports`` (with the FE model's picture when
+``predict --fe`` wrote one under ``OUT/fe``)."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from hipseg.core.labels import LabelTable
@@ -16,12 +18,13 @@ __all__ = ["meshes_and_reports"]
 
 def meshes_and_reports(summaries: list[PredictionSummary], inputs: list[Path], out_dir: Path,
                        table: LabelTable, *, meshes: bool, reports: bool,
-                       min_gap_mm: float | None = None, eps_mm: float | None = None
-                       ) -> tuple[Path | None, Path | None]:
+                       min_gap_mm: float | None = None, eps_mm: float | None = None,
+                       fe_dir: Path | None = None) -> tuple[Path | None, Path | None]:
     """Write the meshes (``OUT/meshes``) and/or reports (``OUT/reports``) of the predictions.
 
     The report of a scan shows its view disagreement from the uncertainty map beside its label
-    map (in the label map's format) and the mesh QC when meshes were made.
+    map (in the label map's format), the mesh QC when meshes were made, and the FE model in
+    ``fe_dir`` (``<case>_fe_bodies.nii.gz``, ``<case>_fe.json``) when given.
 
     Returns
     -------
@@ -40,7 +43,12 @@ def meshes_and_reports(summaries: list[PredictionSummary], inputs: list[Path], o
     if report_dir is not None:
         images = {case_id(path): path for path in inputs}
         for s in summaries:
+            fe = {}
+            if fe_dir is not None:
+                fe = {"fe_bodies_path": Path(fe_dir) / f"{s.case_id}_fe_bodies.nii.gz",
+                      "fe_summary": json.loads((Path(fe_dir) / f"{s.case_id}_fe.json")
+                                               .read_text())}
             write_case_report(images[s.case_id], s.path, report_dir, table,
                               uncertainty_path=PredictionFiles.beside(s.path).uncertainty,
-                              mesh_qc=qc_by_case.get(s.case_id), eps_mm=eps_mm)
+                              mesh_qc=qc_by_case.get(s.case_id), eps_mm=eps_mm, **fe)
     return mesh_dir, report_dir

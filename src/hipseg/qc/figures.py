@@ -20,7 +20,7 @@ import numpy as np
 from hipseg.core.labels import LabelTable
 from hipseg.qc.anatomy import SIDES
 
-__all__ = ["CT_WINDOW_HU", "PALETTE", "PLANES", "class_colours", "mesh_figure",
+__all__ = ["CT_WINDOW_HU", "PALETTE", "PLANES", "class_colours", "fe_panels", "mesh_figure",
            "need_matplotlib", "overlay_rgba", "ras_view", "slice_figure", "slice_panels"]
 
 #: CT display window for bone, HU.
@@ -83,7 +83,8 @@ def slice_figure(plt, title: str, panels: list[dict], legend: list[tuple[str, st
     """One PNG: a panel per joint side; each panel dict holds ``ct``, ``extent``, ``layers``."""
     shown = [p for p in panels if p is not None]
     aspect = shown[0]["extent"][2] / shown[0]["extent"][1] if shown else 1.0  # height / width
-    panel_in, top_in, bottom_in = 5.6, 0.8, 0.5 if legend else 0.15
+    rows_of_legend = -(-len(legend) // 5)
+    panel_in, top_in, bottom_in = 5.6, 0.8, 0.2 + 0.3 * rows_of_legend if legend else 0.15
     right_in = 1.1 if colorbar else 0.1
     width_in = len(panels) * panel_in + 0.3 * (len(panels) - 1) + right_in + 0.1
     height_in = panel_in * aspect + top_in + bottom_in
@@ -98,8 +99,11 @@ def slice_figure(plt, title: str, panels: list[dict], legend: list[tuple[str, st
         if panel is None:
             ax.text(0.5, 0.5, "not available", ha="center", va="center", transform=ax.transAxes)
             continue
-        ax.imshow(panel["ct"], cmap="gray", vmin=CT_WINDOW_HU[0], vmax=CT_WINDOW_HU[1],
-                  extent=panel["extent"], interpolation="nearest")
+        if panel["ct"] is not None:
+            ax.imshow(panel["ct"], cmap="gray", vmin=CT_WINDOW_HU[0], vmax=CT_WINDOW_HU[1],
+                      extent=panel["extent"], interpolation="nearest")
+        else:
+            ax.set_facecolor("black")
         for layer in panel["layers"]:
             image = ax.imshow(layer["data"], extent=panel["extent"], interpolation="nearest",
                               **layer.get("style", {}))
@@ -109,6 +113,12 @@ def slice_figure(plt, title: str, panels: list[dict], legend: list[tuple[str, st
                        (np.arange(rows) + 0.5) * panel["extent"][2] / rows,
                        (panel["contours"] > 0).astype(np.float32), levels=[0.5], colors="white",
                        linewidths=0.5)
+        if "grid" in panel:  # element edges
+            columns, rows = panel["grid"]
+            ax.vlines(columns, 0, panel["extent"][2], colors="white", linewidths=0.2, alpha=0.5)
+            ax.hlines(rows, 0, panel["extent"][1], colors="white", linewidths=0.2, alpha=0.5)
+            ax.set_xlim(0, panel["extent"][1])
+            ax.set_ylim(panel["extent"][2], 0)
         ax.plot(*panel["marker"], "+", color="yellow", markersize=12, markeredgewidth=1.2)
         ax.set_title(panel["title"], fontsize=10)
         for text, x, y, ha, va in panel["orientation_marks"]:
@@ -159,6 +169,66 @@ def slice_panels(volumes: dict[str, np.ndarray], centres_ras: dict, centres_mm: 
                                   (right, 0.98, 0.5, "right", "center"),
                                   (top, 0.5, 0.98, "center", "top"),
                                   (bottom, 0.5, 0.02, "center", "bottom")],
+        })
+    return panels
+
+
+def fe_panels(bodies_ras: np.ndarray, spacing_ras: np.ndarray, centres_ras: dict,
+              centres_mm: dict, colours: dict[int, str], window_mm: float = 60.0
+              ) -> list[dict | None]:
+    """Coronal panels of an FE body map, ``window_mm`` wide around each hip joint centre:
+    every body in its colour and the element edges (for :func:`slice_figure`).
+
+    Parameters
+    ----------
+    bodies_ras : ndarray, shape (X, Y, Z), int
+        The body map on the element grid, in its RAS view (:func:`ras_view`).
+    spacing_ras : ndarray, shape (3,)
+        Element edge along each RAS axis (mm).
+    centres_ras : dict
+        Per side, the joint centre as an index of ``bodies_ras`` (or None).
+    centres_mm : dict
+        Per side, the joint centre in scanner mm (for the title).
+    colours : dict of int to str
+        Colour of each body id.
+
+    Returns
+    -------
+    list of dict or None
+        Per side (None without a centre); each panel also holds ``codes``, the body ids it
+        shows (rows top to bottom, columns left to right).
+    """
+    axis = _PLANE_AXIS["coronal"]
+    in_plane = [a for a in range(3) if a != axis]  # display columns, rows
+    panels: list[dict | None] = []
+    for side in SIDES:
+        centre = centres_ras[side]
+        if centre is None:
+            panels.append(None)
+            continue
+        index = int(np.clip(round(centre[axis]), 0, bodies_ras.shape[axis] - 1))
+        codes = _plane(bodies_ras, "coronal", index)
+        window = []
+        for display_axis, ras_axis in ((1, in_plane[0]), (0, in_plane[1])):
+            at = bodies_ras.shape[ras_axis] - 1 - centre[ras_axis]  # the display flips
+            half = 0.5 * window_mm / spacing_ras[ras_axis]
+            low = int(np.clip(round(at - half), 0, codes.shape[display_axis] - 1))
+            high = int(np.clip(round(at + half) + 1, low + 1, codes.shape[display_axis]))
+            window.append((low, high, at))
+        (c0, c1, col), (r0, r1, row) = window
+        crop = codes[r0:r1, c0:c1]
+        sx, sz = spacing_ras[in_plane[0]], spacing_ras[in_plane[1]]
+        panels.append({
+            "ct": None, "extent": (0.0, crop.shape[1] * sx, crop.shape[0] * sz, 0.0),
+            "marker": ((col - c0 + 0.5) * sx, (row - r0 + 0.5) * sz),
+            "title": f"{side} hip joint, y = {centres_mm[side][axis]:.1f} mm",
+            "layers": [{"data": overlay_rgba(crop, colours, 1.0)}], "contours": None,
+            "grid": (np.arange(crop.shape[1] + 1) * sx, np.arange(crop.shape[0] + 1) * sz),
+            "codes": crop,
+            "orientation_marks": [("R", 0.02, 0.5, "left", "center"),
+                                  ("L", 0.98, 0.5, "right", "center"),
+                                  ("S", 0.5, 0.98, "center", "top"),
+                                  ("I", 0.5, 0.02, "center", "bottom")],
         })
     return panels
 

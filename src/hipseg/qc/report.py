@@ -8,6 +8,8 @@ or archived alone; each image is also written as ``OUT/<case>_<name>.png``. It s
   view-disagreement map;
 * an off-screen 3D rendering of the bone meshes (given, or extracted with
   :func:`~hipseg.mesh.label_surface_meshes`);
+* when an FE model was built (``hipseg fe``, ``predict --fe``): coronal slices of its body map
+  through each hip joint, every body in its colour, with the element edges;
 * the metrics against reference labels (:func:`~hipseg.evaluation.evaluate.evaluate_case`) and
   the mesh QC (:func:`~hipseg.mesh.mesh_qc`) as tables.
 
@@ -36,6 +38,7 @@ from hipseg.qc.figures import (
     PALETTE,
     PLANES,
     class_colours,
+    fe_panels,
     mesh_figure,
     need_matplotlib,
     overlay_rgba,
@@ -53,7 +56,8 @@ logger = logging.getLogger(__name__)
 def write_case_report(image_path: Path, labels_path: Path, out_dir: Path, table: LabelTable, *,
                       uncertainty_path: Path | None = None,
                       reference_labels_path: Path | None = None, mesh_qc: dict | None = None,
-                      meshes: dict | None = None, eps_mm: float | None = None) -> Path:
+                      meshes: dict | None = None, eps_mm: float | None = None,
+                      fe_bodies_path: Path | None = None, fe_summary: dict | None = None) -> Path:
     """Write ``OUT/<case>_report.html`` (images inlined) and its PNGs ``OUT/<case>_<name>.png``.
 
     Parameters
@@ -73,6 +77,9 @@ def write_case_report(image_path: Path, labels_path: Path, out_dir: Path, table:
         Bone meshes (RAS mm); extracted from the labels when not given.
     eps_mm : float, optional
         Collision distance; default :func:`~hipseg.collisions.default_eps_mm` of the spacing.
+    fe_bodies_path, fe_summary : Path and dict, optional
+        An FE model's ``<case>_fe_bodies.nii.gz`` and ``<case>_fe.json`` content (both or
+        neither): adds its picture.
 
     Returns
     -------
@@ -124,6 +131,10 @@ def write_case_report(image_path: Path, labels_path: Path, out_dir: Path, table:
                                    contours=kind != "labels")
             png = slice_figure(plt, f"{case}: {caption}, {plane}", panels, legend, colorbar)
             images.append((f"{kind}_{plane}", f"{caption}, {plane}", png))
+    if (fe_bodies_path is None) != (fe_summary is None):
+        raise ValueError("an FE model needs both its body map and its summary")
+    if fe_bodies_path is not None:
+        images.append(_fe_image(plt, case, fe_bodies_path, fe_summary, centres_mm, colours))
     if meshes is None:
         try:
             meshes = label_surface_meshes(labels.data, labels.affine, table)
@@ -153,3 +164,24 @@ def write_case_report(image_path: Path, labels_path: Path, out_dir: Path, table:
     atomic_write_text(path, page)
     logger.info("wrote %s (%d images)", path, len(images))
     return path
+
+
+def _fe_image(plt, case: str, bodies_path: Path, summary: dict, centres_mm: dict,
+              colours: dict[int, str]) -> tuple[str, str, bytes]:
+    """The FE model's picture: its bodies and elements around each hip joint centre."""
+    volume = read_image(bodies_path)
+    to_ras, index_to_ras, axis_of = ras_view(volume.affine, volume.shape)
+    inverse = np.linalg.inv(volume.affine)
+    centres_ras = {s: None if c is None else index_to_ras(apply_affine(inverse, c))
+                   for s, c in centres_mm.items()}
+    body_colours, legend = {}, []
+    cartilage = iter(PALETTE[5:] + PALETTE[:5])
+    for body in summary["bodies"]:
+        colour = colours.get(body["body_id"]) if body["kind"] == "bone" else next(cartilage)
+        body_colours[body["body_id"]] = colour
+        legend.append((body["name"], colour))
+    panels = fe_panels(np.rint(to_ras(volume.data)).astype(np.int64), volume.spacing_mm[axis_of],
+                       centres_ras, centres_mm, body_colours)
+    caption = (f"FE model: {summary['elements']} tetrahedra on a {summary['size_mm']} mm grid "
+               f"(6 per voxel), coronal")
+    return "fe_coronal", caption, slice_figure(plt, f"{case}: {caption}", panels, legend)
