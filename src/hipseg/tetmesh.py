@@ -298,12 +298,14 @@ def open_contacts(mesh: TetMesh, gap_mm: float) -> TetMesh:
     ValueError
         ``gap_mm`` out of range, or an element whose volume is no longer positive.
     """
+    if gap_mm == 0.0:  # the default: no edge array of the whole mesh is built
+        return mesh
     edges = mesh.nodes_mm[mesh.tets[:, [1, 2, 3]]] - mesh.nodes_mm[mesh.tets[:, [0, 0, 0]]]
     shortest = float(np.linalg.norm(edges, axis=-1).min()) if len(mesh.tets) else 0.0
     if not (np.isfinite(gap_mm) and 0.0 <= gap_mm < shortest / 3.0):
         raise ValueError(f"contact gap must be at least 0 mm and below a third of the shortest "
                          f"element edge ({shortest / 3.0:.3g} mm), got {gap_mm!r}")
-    if gap_mm == 0.0 or not mesh.contacts:
+    if not mesh.contacts:
         return mesh
     normals = np.zeros_like(mesh.nodes_mm)
     for faces in mesh.contacts.values():
