@@ -15,18 +15,25 @@ Order of work, and why:
 3. The gap guarantee runs on the bones of that grid: resampling can close a joint space where
    it is a voxel wide, and two bones must never share a node.
 4. Where a body touches itself along a voxel edge only (two voxels of it diagonal in a 2 x 2
-   block, the other two not), its surface is not a manifold there; a background voxel of the
-   block is given to it (for a bone, only one with no other bone among its 26 neighbours, so
-   no gap narrows). Then every body keeps its largest face-connected piece: a piece joined
-   only along an edge or at a corner would be a separate body for a solver.
-5. One Kuhn mesh of all bodies (``hipseg.tetmesh``): cartilage bonded to the bone it lies on (a
+   block, the other two not), its surface is not a manifold there. The body takes a voxel of
+   the block: background (for a bone, only one with no other bone among its 26 neighbours, so
+   no gap narrows), else, for cartilage, one of its bone's, then one of the other layer's of
+   its joint (a layer one element thick that steps between its bone and the other layer has
+   no background to take); where it may take none, a voxel of the pinched pair becomes
+   background. Then every body keeps its largest face-connected piece: a piece joined only
+   along an edge or at a corner would be a separate body for a solver.
+5. Taking bone voxels can add a fifth to a thin layer, so every cartilage body is brought back
+   to its volume at the map's resolution, to the nearest element (:func:`restore_volumes`):
+   its most exposed free-surface voxels go (rim tips first), or, where it is short, it grows
+   into the background along its own bone; no step makes a pinch or splits the body.
+6. One Kuhn mesh of all bodies (``hipseg.tetmesh``): cartilage bonded to the bone it lies on (a
    single sacro-iliac or symphysis piece to both bones); the two layers of a hip joint and
    every other touching pair keep separate nodes, as the contact pairs.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import cc3d
 import numpy as np
@@ -40,7 +47,8 @@ from hipseg.phantom.variants import nearest_indices, resample_labels
 from hipseg.postprocess import enforce_min_gap
 from hipseg.tetmesh import TetMesh, lattice_tet_mesh, open_contacts
 
-__all__ = ["FeBody", "FeModel", "FeSettings", "fe_model", "volume_keeping_shift"]
+__all__ = ["FeBody", "FeModel", "FeSettings", "fe_model", "restore_volumes",
+           "volume_keeping_shift"]
 
 
 @dataclass(frozen=True)
@@ -102,8 +110,10 @@ class FeModel:
     ``dropped_voxels``: per body id, voxels of pieces only edge- or corner-joined to the rest;
     ``source_volume_mm3``: per body id, its volume in the map at the map's own resolution
     (bones as given, cartilage as built there), what the mesh's volumes are measured against;
-    ``pinches_filled``: background voxels given to a body so it does not touch itself along a
-    voxel edge only (see :func:`_fill_edge_pinches`).
+    ``pinch_voxels_changed``: voxels given to or taken from a body so that none touches itself
+    along a voxel edge only (see :func:`_resolve_edge_pinches`);
+    ``volume_restored``: per cartilage body id, voxels added (positive) or removed (negative)
+    to bring it back to its volume at the map's resolution (:func:`restore_volumes`).
     """
 
     mesh: TetMesh
@@ -112,7 +122,8 @@ class FeModel:
     gap_voxels_changed: int
     dropped_voxels: dict[int, int]
     source_volume_mm3: dict[int, float]
-    pinches_filled: int = 0
+    pinch_voxels_changed: int = 0
+    volume_restored: dict[int, int] = field(default_factory=dict)
 
     @property
     def bonded_pairs(self) -> list[tuple[int, int]]:
@@ -168,20 +179,28 @@ def fe_model(labels: Volume, table: LabelTable, settings: FeSettings | None = No
         guarded, moved = enforce_min_gap(bones_only, voxel_spacing_mm(affine))
         body_map[(bones_only > 0) & (guarded == 0)] = 0
         changed += moved
-    body_map, filled = _fill_edge_pinches(body_map, table.foreground_ids)
+    joint_of = {j.name: j for j in joints}
+    cartilage_bones = {body.body_id + offset: (body.bone,) if body.bone is not None
+                       else joint_of[body.joint].bones for body in info}
+    donors = {body.body_id + offset: (cartilage_bones[body.body_id + offset],
+                                      tuple(other.body_id + offset for other in info
+                                            if other.joint == body.joint and other is not body))
+              for body in info}
+    body_map, filled = _resolve_edge_pinches(body_map, table.foreground_ids, donors)
     body_map, dropped = _largest_face_connected(body_map)
+    element_mm3 = float(np.prod(voxel_spacing_mm(affine)))
+    targets = {i: round(source[i] / element_mm3) for i in cartilage_bones if i in source}
+    body_map, restored = restore_volumes(body_map, targets, cartilage_bones)
     bones = [c for c in table.foreground_ids if np.any(body_map == c)]
     if not bones:
         raise ValueError("label map has no bone: nothing to mesh")
     bonded: dict[int, set[int]] = {c: set() for c in bones}
-    joint_of = {j.name: j for j in joints}
     bodies_info = []
     for body in info:
         body_id = body.body_id + offset
         if body.n_voxels == 0 or not np.any(body_map == body_id):
             continue
-        partners = [body.bone] if body.bone is not None else list(joint_of[body.joint].bones)
-        bonded[body_id] = {p for p in partners if p in bonded}
+        bonded[body_id] = {p for p in cartilage_bones[body_id] if p in bonded}
         for p in bonded[body_id]:
             bonded[p].add(body_id)
         bodies_info.append((body_id, body.name, "cartilage"))
@@ -190,7 +209,7 @@ def fe_model(labels: Volume, table: LabelTable, settings: FeSettings | None = No
     mesh = lattice_tet_mesh(body_map, affine, bonded=_bonded_pairs(bodies), bones=bones)
     mesh = open_contacts(mesh, settings.contact_gap_mm)
     return FeModel(mesh, bodies, Volume(body_map, affine), int(changed), dropped, source,
-                   filled)
+                   filled, restored)
 
 
 #: Grid shifts tried per axis, in eighths of an element.
@@ -253,45 +272,103 @@ def _bonded_pairs(bodies: tuple[FeBody, ...]) -> list[tuple[int, int]]:
     return [(b.body_id, other) for b in bodies for other in b.bonded_to if b.body_id < other]
 
 
-#: Rounds of pinch filling; each round can only create a new pinch next to a filled voxel.
+#: Rounds of pinch resolving per body; each round can only create a new pinch next to a
+#: voxel it changed.
 _PINCH_ROUNDS = 20
+#: Sweeps over all bodies: a body that gives a voxel away can be left with a pinch of its own.
+_PINCH_SWEEPS = 3
 
 
-def _fill_edge_pinches(body_map: np.ndarray, bone_ids: tuple[int, ...]
-                       ) -> tuple[np.ndarray, int]:
-    """Give a background voxel to every body wherever it touches itself along a voxel edge
-    only; returns the map and the number of voxels filled."""
+def _resolve_edge_pinches(body_map: np.ndarray, bone_ids: tuple[int, ...],
+                          donors: dict[int, tuple[tuple[int, ...], ...]] | None = None
+                          ) -> tuple[np.ndarray, int]:
+    """Wherever a body touches itself along a voxel edge only, give it a voxel of the block or
+    take one away; returns the map and the number of voxels changed.
+
+    A body takes background first (a bone none next to another bone, so no gap narrows), then
+    a voxel of its ``donors``, group by group: a cartilage layer one element thick that steps
+    between its bone and the other layer of its joint has no background to take, so it takes
+    from its bone, then from the other layer. Where nothing may be taken, one voxel of the
+    pinched pair becomes background (for a bone that only widens its gaps). Cartilage goes
+    first; sweeps repeat until nothing changes, as a donor can be left with a pinch.
+    """
     body_map = body_map.copy()
-    filled = 0
-    for body_id in np.unique(body_map):
-        if body_id == 0:
-            continue
-        allowed = body_map == 0
-        if body_id in bone_ids:
-            others = np.isin(body_map, [b for b in bone_ids if b != body_id])
-            allowed &= ~ndimage.binary_dilation(others, structure=np.ones((3, 3, 3), bool))
-        for _ in range(_PINCH_ROUNDS):
-            mask = body_map == body_id
-            fill = _pinch_fill_voxels(mask, allowed)
-            if not fill.any():
+    donors = donors or {}
+    present = [int(i) for i in np.unique(body_map) if i != 0]
+    order = [i for i in present if i not in bone_ids] + [i for i in present if i in bone_ids]
+    changed = 0
+    for _ in range(_PINCH_SWEEPS):
+        changed_before = changed
+        for body_id in order:
+            changed += _resolve_body_pinches(body_map, body_id, bone_ids,
+                                             donors.get(body_id, ()))
+        if changed == changed_before:
+            break
+    return body_map, changed
+
+
+def _resolve_body_pinches(body_map: np.ndarray, body_id: int, bone_ids: tuple[int, ...],
+                          donors: tuple[tuple[int, ...], ...]) -> int:
+    """:func:`_resolve_edge_pinches` for one body, editing ``body_map`` in place."""
+    found = ndimage.find_objects((body_map == body_id).astype(np.uint8))
+    if not found:
+        return 0
+    # each round reaches at most one voxel further, and a candidate's neighbours one more
+    reach = _PINCH_ROUNDS + 2
+    body_map = body_map[tuple(slice(max(s.start - reach, 0), s.stop + reach)
+                              for s in found[0])]  # a view: edits reach the caller's map
+    allowed = body_map == 0
+    if body_id in bone_ids:
+        others = np.isin(body_map, [b for b in bone_ids if b != body_id])
+        allowed &= ~ndimage.binary_dilation(others, structure=np.ones((3, 3, 3), bool))
+    changed = 0
+    for _ in range(_PINCH_ROUNDS):
+        mask = body_map == body_id
+        fill = _pinch_fill_voxels(mask, allowed)
+        for group in donors:
+            if fill.any():
                 break
+            fill = _pinch_fill_voxels(mask, np.isin(body_map, group))
+        if fill.any():
             body_map[fill] = body_id
             allowed &= ~fill
-            filled += int(np.count_nonzero(fill))
-    return body_map, filled
+        else:
+            fill = _pinch_clear_voxels(mask)
+            if not fill.any():
+                break
+            body_map[fill] = 0
+        changed += int(np.count_nonzero(fill))
+    return changed
+
+
+def _pinch_clear_voxels(mask: np.ndarray) -> np.ndarray:
+    """For each 2 x 2 block (in each of the 3 planes) where ``mask`` holds one diagonal pair
+    and not the other, the first voxel of the pair."""
+    clear = np.zeros_like(mask)
+    for plane in ((0, 1), (0, 2), (1, 2)):
+        for held, other in _DIAGONALS:
+            clear[_block(mask.shape, plane, held[0])] |= _pinches(mask, plane, held, other)
+    return clear
+
+
+def _pinches(mask: np.ndarray, plane: tuple[int, int], held: tuple[tuple[int, int], ...],
+             other: tuple[tuple[int, int], ...]) -> np.ndarray:
+    """Per 2 x 2 block of ``plane``: ``mask`` holds the diagonal ``held`` and not ``other``."""
+    def at(offset: tuple[int, int]) -> np.ndarray:
+        return mask[_block(mask.shape, plane, offset)]
+    return at(held[0]) & at(held[1]) & ~at(other[0]) & ~at(other[1])
+
+
+_DIAGONALS = ((((0, 0), (1, 1)), ((1, 0), (0, 1))), (((1, 0), (0, 1)), ((0, 0), (1, 1))))
 
 
 def _pinch_fill_voxels(mask: np.ndarray, allowed: np.ndarray) -> np.ndarray:
     """For each 2 x 2 block (in each of the 3 planes) where ``mask`` holds one diagonal pair
     and not the other, one voxel of the other pair that ``allowed`` permits."""
     fill = np.zeros_like(mask)
-    diagonals = (((0, 0), (1, 1)), ((1, 0), (0, 1)))
     for plane in ((0, 1), (0, 2), (1, 2)):
-        for held, other in (diagonals, diagonals[::-1]):
-            pinch = (mask[_block(mask.shape, plane, held[0])]
-                     & mask[_block(mask.shape, plane, held[1])]
-                     & ~mask[_block(mask.shape, plane, other[0])]
-                     & ~mask[_block(mask.shape, plane, other[1])])
+        for held, other in _DIAGONALS:
+            pinch = _pinches(mask, plane, held, other)
             first = pinch & allowed[_block(mask.shape, plane, other[0])]
             fill[_block(mask.shape, plane, other[0])] |= first
             fill[_block(mask.shape, plane, other[1])] |= (
@@ -306,6 +383,117 @@ def _block(shape: tuple[int, ...], plane: tuple[int, int], offset: tuple[int, in
     for axis, step in zip(plane, offset, strict=True):
         index[axis] = slice(step, shape[axis] - 1 + step)
     return tuple(index)
+
+
+#: Passes of volume restoring per body; each pass re-ranks the surface voxels.
+_RESTORE_PASSES = 10
+_FACE_NEIGHBOURS = ndimage.generate_binary_structure(3, 1)
+
+
+def restore_volumes(body_map: np.ndarray, targets: dict[int, int],
+                    partners: dict[int, tuple[int, ...]]) -> tuple[np.ndarray, dict[int, int]]:
+    """Bring bodies to a voxel count by adding or removing voxels on their free surface,
+    never making a body touch itself along an edge only or fall apart.
+
+    A body above its count gives its most exposed voxels that touch the background (fewest
+    face neighbours of its own first: rim tips before the flat of a layer) to the background.
+    A body below takes the background voxels that are most enclosed by it, among those whose
+    26 neighbours are background, the body or one of its ``partners`` (the bones it lies on),
+    so it grows along its own bone and never into a new contact.
+
+    Parameters
+    ----------
+    body_map : ndarray, shape (X, Y, Z), int
+    targets : dict of int to int
+        Voxel count wanted per body id.
+    partners : dict of int to tuple of int
+        Per body id, the bodies it may newly touch when it grows.
+
+    Returns
+    -------
+    body_map : ndarray
+        A copy with the bodies changed.
+    changed : dict of int to int
+        Per body id of ``targets``, voxels added (positive) or removed (negative).
+    """
+    body_map = body_map.copy()
+    changed = {}
+    for body_id, target in targets.items():
+        net = 0
+        for _ in range(_RESTORE_PASSES):
+            mask = body_map == body_id
+            excess = int(np.count_nonzero(mask)) - target
+            if excess == 0 or not mask.any():
+                break
+            box = tuple(slice(max(s.start - 2, 0), s.stop + 2)
+                        for s in ndimage.find_objects(mask.astype(np.uint8))[0])
+            view = body_map[box]  # edited in place
+            done = _restore_pass(view, body_id, abs(excess), excess > 0,
+                                 partners.get(body_id, ()))
+            net += -done if excess > 0 else done
+            if done == 0:
+                break
+        changed[body_id] = net
+    return body_map, changed
+
+
+def _restore_pass(view: np.ndarray, body_id: int, wanted: int, remove: bool,
+                  partners: tuple[int, ...]) -> int:
+    """One pass of :func:`restore_volumes` on a box around one body; edits ``view`` and
+    returns how many voxels changed."""
+    mask = np.pad(view == body_id, 1)
+    free = np.pad(view == 0, 1)
+    own = ndimage.correlate(mask.astype(np.int8), _FACE_NEIGHBOURS.astype(np.int8),
+                            mode="constant") - mask
+    if remove:
+        touches_free = ndimage.binary_dilation(free, _FACE_NEIGHBOURS)
+        candidates = mask & touches_free
+        rank = own
+    else:
+        near = np.isin(np.pad(view, 1), (0, body_id, *partners))
+        only_near = ~ndimage.binary_dilation(~near, np.ones((3, 3, 3), bool))
+        candidates = free & (own > 0) & only_near
+        rank = -own
+    # the padding ring is never a candidate: every window below lies inside the padded box
+    candidates[[0, -1]] = candidates[:, [0, -1]] = candidates[:, :, [0, -1]] = False
+    points = np.argwhere(candidates)
+    points = points[np.argsort(rank[tuple(points.T)], kind="stable")]
+    done = 0
+    for x, y, z in points:
+        if done == wanted:
+            break
+        window = mask[x - 1:x + 2, y - 1:y + 2, z - 1:z + 2].copy()
+        if window[1, 1, 1] == (not remove):
+            continue  # changed by an earlier step of this pass
+        window[1, 1, 1] = not remove
+        if _edge_pinch_at_centre(window) or (remove and not _locally_connected(window)):
+            continue
+        mask[x, y, z] = not remove
+        view[x - 1, y - 1, z - 1] = 0 if remove else body_id
+        done += 1
+    return done
+
+
+def _edge_pinch_at_centre(window: np.ndarray) -> bool:
+    """Whether a 3 x 3 x 3 mask holds exactly one diagonal pair in a 2 x 2 block (any of the
+    three planes) that contains its centre."""
+    for plane in (window[:, :, 1], window[:, 1, :], window[1, :, :]):
+        for i in (0, 1):
+            for j in (0, 1):
+                a, b = plane[i, j], plane[i + 1, j + 1]
+                c, d = plane[i + 1, j], plane[i, j + 1]
+                if (a and b and not c and not d) or (c and d and not a and not b):
+                    return True
+    return False
+
+
+def _locally_connected(window: np.ndarray) -> bool:
+    """Whether the centre's face neighbours in a 3 x 3 x 3 mask (centre removed) stay joined
+    by face-connected paths inside the window, so removing the centre splits nothing."""
+    pieces, _ = ndimage.label(window, _FACE_NEIGHBOURS)
+    ends = {int(pieces[1 + dx, 1 + dy, 1 + dz]) for dx, dy, dz in
+            ((1, 0, 0), (-1, 0, 0), (0, 1, 0), (0, -1, 0), (0, 0, 1), (0, 0, -1))}
+    return len(ends - {0}) <= 1
 
 
 def _largest_face_connected(body_map: np.ndarray) -> tuple[np.ndarray, dict[int, int]]:
