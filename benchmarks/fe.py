@@ -81,7 +81,7 @@ def run_case(label_map: Path, root: Path, solve_size: float, baseline: bool) -> 
 
 
 def format_table(rows: list[dict], solve_size: float) -> str:
-    head = ("| map | elements (M) | min dihedral | inverted | bodies closed, 1 piece | "
+    head = ("| map | elements (M) | min dihedral | inverted | bodies closed, 1 piece | manifold | "
             "max abs vol err bones | max abs vol err cartilage (body) | min bone gap mm | "
             f"fe s | fe GiB | solve at {solve_size:g} mm: unknowns, CG its, converged, spikes, s, "
             "GiB | fe / mesh time |")
@@ -92,11 +92,12 @@ def format_table(rows: list[dict], solve_size: float) -> str:
         cartilage = [b for b in s["bodies"] if b["kind"] == "cartilage"]
         worst = max(cartilage, key=lambda b: abs(b["volume_error_pct"]))
         closed = sum(b["closed"] and b["pieces"] == 1 for b in s["bodies"])
+        manifold = sum(b["manifold"] for b in s["bodies"])
         solve = row["solve"]
         ratio = f"{row['fe_s'] / row['mesh_s']:.1f}x" if "mesh_s" in row else ""
         lines.append(
             f"| {row['case']} | {s['elements'] / 1e6:.2f} | {s['min_dihedral_deg']:.1f} | "
-            f"{s['inverted']} | {closed}/{len(s['bodies'])} | "
+            f"{s['inverted']} | {closed}/{len(s['bodies'])} | {manifold}/{len(s['bodies'])} | "
             f"{max(abs(b['volume_error_pct']) for b in bones):.2f} % | "
             f"{abs(worst['volume_error_pct']):.1f} % ({worst['name'].removesuffix('_cartilage')}) | "
             f"{min(s['min_bone_gap_mm'].values()):.2f} | {row['fe_s']:.0f} | "
