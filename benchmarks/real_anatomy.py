@@ -25,7 +25,10 @@ a user would see. Rows:
 - ``ignore-contacts-lr``: the same pre-trained model fine-tuned at pre-training's learning rate
   (``no-pretrain`` trains at it; fine-tuning's is 6.7x lower);
 - ``weightmap-pretrain``: pre-trained with the weight map and the contact band (the joint
-  spaces' edges weighted from the first step, the closed gaps not at all), then as ``full``.
+  spaces' edges weighted from the first step, the closed gaps not at all), then as ``full``;
+- ``no-pretrain-variants``: as ``no-pretrain-2``, on the 2 accurate maps and ``VARIANTS`` new
+  anatomies made from each (smooth deformation, scaling, mirroring with the side swap), so the
+  network sees more than two people's bones.
 
 Scores per test scan, mean +- std: Dice, GapDice, HD95, ASSD (mm), per class and mean; |E|
 (eps 2 mm) after symmetric connected components and before the gap guarantee; "sides": the
@@ -58,7 +61,13 @@ from measure import run_measured
 from hipseg.collisions import count_collisions
 from hipseg.core.labels import DEFAULT_LABELS
 from hipseg.core.volume import apply_affine
-from hipseg.datasets.phantom import IMAGES, LABELS, LABELS_COARSE, write_label_dataset
+from hipseg.datasets.phantom import (
+    IMAGES,
+    LABELS,
+    LABELS_COARSE,
+    write_label_cases,
+    write_label_dataset,
+)
 from hipseg.evaluation.evaluate import evaluate_case
 from hipseg.io import find_cases, read_image, read_labels
 from hipseg.phantom import LabelPhantomSettings
@@ -67,7 +76,9 @@ from hipseg.postprocess import symmetric_components
 LABEL_MAPS = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "hip-labels"
 HIPSEG = [sys.executable, "-m", "hipseg"]
 ROWS = ("full", "no-lateral", "split-val", "no-weightmap", "no-pretrain", "ignore-contacts",
-        "ignore-contacts-long", "ignore-contacts-lr", "weightmap-pretrain")
+        "ignore-contacts-long", "ignore-contacts-lr", "weightmap-pretrain", "no-pretrain-variants")
+#: New anatomies made from each of the 2 accurate maps for ``no-pretrain-variants``.
+VARIANTS = 4
 #: Half-width of the ignored band: half the widest joint space (5 mm) plus 1.5 mm of margin.
 IGNORE_CONTACTS_MM = 4.0
 METRICS = ("dice", "gap_dice", "hd95", "assd")
@@ -140,6 +151,16 @@ def make_data(root: Path, schedule: Schedule, seed: int) -> dict[str, Path]:
                 (subset / sub / path.name).symlink_to(path.resolve())
     folders["finetune2"] = subset
     return folders
+
+
+def make_variants(root: Path, seed: int, spacing: tuple | None) -> Path:
+    """Phantoms of the 2 accurate maps and ``VARIANTS`` new anatomies from each."""
+    out = root / "finetune2-variants"
+    if not (out / IMAGES).is_dir():
+        maps = sorted((root / "maps" / "finetune").iterdir())[:2]
+        write_label_cases(out, maps, seed, variants=VARIANTS,
+                          settings=LabelPhantomSettings(spacing_mm=spacing), progress=False)
+    return out
 
 
 def train_args(data: Path, out: Path, schedule: Schedule, *, coarse: bool, lateral: bool,
@@ -220,6 +241,11 @@ def models_of_row(row: str, root: Path, data: dict[str, Path], schedule: Schedul
                     ignore_contacts_mm=IGNORE_CONTACTS_MM)),
                 ("weightmap-pretrain-2", finetune_args(pre_weighted, data["finetune2"],
                                                        models / "weightmap-pretrain-2", schedule))]
+    if row == "no-pretrain-variants":
+        return [("no-pretrain-variants-2", train_args(
+            data["finetune2-variants"], models / "no-pretrain-variants-2", schedule, coarse=False,
+            lateral=True, epochs=schedule.pretrain_epochs + schedule.finetune_epochs,
+            weight_map=True))]
     raise SystemExit(f"unknown row {row!r}; rows: {', '.join(ROWS)}")
 
 
@@ -324,6 +350,8 @@ def main() -> None:
     (root / "logs").mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
     data = make_data(root / "data", schedule, args.seed)
+    if "no-pretrain-variants" in args.rows:
+        data["finetune2-variants"] = make_variants(root / "data", args.seed, schedule.spacing_mm)
     logger.info("phantoms ready after %.1f min", (time.perf_counter() - started) / 60)
     results_path = root / "results.json"
     results = json.loads(results_path.read_text()) if results_path.is_file() else {}
