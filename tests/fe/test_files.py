@@ -137,3 +137,19 @@ def test_a_contact_gap_too_wide_for_the_elements_is_one_line(tmp_path, capsys):
     err = capsys.readouterr().err.strip()
     assert err.startswith("hipseg: error: --contact-gap-mm: contact_gap_mm (0.5 mm) must be below")
     assert "\n" not in err and not (tmp_path / "out").exists()
+
+
+def test_quality_measured_in_chunks_equals_the_whole_mesh_at_once(monkeypatch):
+    from hipseg.fe import files
+    from hipseg.tetmesh import dihedral_angles_deg, radius_ratios, tet_volumes_mm3
+
+    rng = np.random.default_rng(0)
+    nodes = rng.normal(size=(40, 3))
+    tets = np.stack([rng.choice(40, 4, replace=False) for _ in range(53)])
+    whole = {"inverted": int(np.count_nonzero(tet_volumes_mm3(nodes, tets) <= 0)),
+             "min_dihedral_deg": float(dihedral_angles_deg(nodes, tets).min()),
+             "max_dihedral_deg": float(dihedral_angles_deg(nodes, tets).max()),
+             "min_radius_ratio": float(radius_ratios(nodes, tets).min())}
+    assert 0 < whole["inverted"] < 53  # random corners: some elements turned inside out
+    monkeypatch.setattr(files, "QUALITY_CHUNK", 7)
+    assert files._quality(nodes, tets) == whole
