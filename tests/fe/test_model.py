@@ -13,6 +13,7 @@ from hipseg.core.labels import DEFAULT_LABELS
 from hipseg.core.volume import Volume
 from hipseg.fe.model import (
     FeSettings,
+    _edge_pinch_at_centre,
     _resolve_edge_pinches,
     fe_model,
     restore_volumes,
@@ -240,3 +241,20 @@ def test_a_contact_gap_of_a_third_of_the_element_size_is_refused():
         FeSettings(size_mm=1.0, contact_gap_mm=0.34)
     with pytest.raises(ValueError, match="below a third of the shortest element edge"):
         fe_model(_hip_joint(), DEFAULT_LABELS, FeSettings(size_mm=None, contact_gap_mm=0.4))
+
+
+def test_the_pinch_check_at_a_window_centre_matches_a_brute_force_one():
+    rng = np.random.default_rng(5)
+    for _ in range(300):
+        window = rng.random((3, 3, 3)) < 0.5
+        expected = False
+        for axes in ((0, 1), (0, 2), (1, 2)):
+            for i in (0, 1):
+                for j in (0, 1):  # the 4 blocks of this plane that hold the centre
+                    corner = []
+                    for da, db in ((0, 0), (1, 1), (1, 0), (0, 1)):
+                        at = [1, 1, 1]
+                        at[axes[0]], at[axes[1]] = i + da, j + db
+                        corner.append(bool(window[tuple(at)]))
+                    expected |= corner in ([True, True, False, False], [False, False, True, True])
+        assert _edge_pinch_at_centre(window) == expected

@@ -477,13 +477,11 @@ def _restore_pass(view: np.ndarray, body_id: int, wanted: int, remove: bool,
 def _edge_pinch_at_centre(window: np.ndarray) -> bool:
     """Whether a 3 x 3 x 3 mask holds exactly one diagonal pair in a 2 x 2 block (any of the
     three planes) that contains its centre."""
-    for plane in (window[:, :, 1], window[:, 1, :], window[1, :, :]):
-        for i in (0, 1):
-            for j in (0, 1):
-                a, b = plane[i, j], plane[i + 1, j + 1]
-                c, d = plane[i + 1, j], plane[i, j + 1]
-                if (a and b and not c and not d) or (c and d and not a and not b):
-                    return True
+    for plane in ((0, 1), (0, 2), (1, 2)):
+        for held, other in _DIAGONALS:
+            # the blocks of this plane through the centre: index 1 along the third axis
+            if np.take(_pinches(window, plane, held, other), 1, axis=3 - sum(plane)).any():
+                return True
     return False
 
 
