@@ -28,7 +28,12 @@ a user would see. Rows:
   spaces' edges weighted from the first step, the closed gaps not at all), then as ``full``;
 - ``no-pretrain-variants``: as ``no-pretrain-2``, on the 2 accurate maps and ``VARIANTS`` new
   anatomies made from each (smooth deformation, scaling, mirroring with the side swap), so the
-  network sees more than two people's bones.
+  network sees more than two people's bones;
+- ``mixed``: one training from scratch on the accurate labels of those 2 maps and their
+  variants *and* the coarse labels of the pre-training scans, the loss ignoring
+  ``IGNORE_CONTACTS_MM`` around every bone contact (where the coarse labels closed a joint
+  space): the variety of many people's bones and the gaps of the accurate ones at once,
+  instead of one after the other.
 
 Scores per test scan, mean +- std: Dice, GapDice, HD95, ASSD (mm), per class and mean; |E|
 (eps 2 mm) after symmetric connected components and before the gap guarantee; "sides": the
@@ -46,7 +51,6 @@ import argparse
 import dataclasses
 import json
 import logging
-import math
 import statistics
 import sys
 import time
@@ -59,6 +63,7 @@ from ablation import mean_std
 from measure import run_measured
 
 from hipseg.collisions import count_collisions
+from hipseg.core.atomic import atomic_write_text
 from hipseg.core.labels import DEFAULT_LABELS
 from hipseg.core.volume import apply_affine
 from hipseg.datasets.phantom import (
@@ -76,11 +81,13 @@ from hipseg.postprocess import symmetric_components
 LABEL_MAPS = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "hip-labels"
 HIPSEG = [sys.executable, "-m", "hipseg"]
 ROWS = ("full", "no-lateral", "split-val", "no-weightmap", "no-pretrain", "ignore-contacts",
-        "ignore-contacts-long", "ignore-contacts-lr", "weightmap-pretrain", "no-pretrain-variants")
+        "ignore-contacts-long", "ignore-contacts-lr", "weightmap-pretrain", "no-pretrain-variants", "mixed")
 #: New anatomies made from each of the 2 accurate maps for ``no-pretrain-variants``.
 VARIANTS = 4
 #: Half-width of the ignored band: half the widest joint space (5 mm) plus 1.5 mm of margin.
 IGNORE_CONTACTS_MM = 4.0
+#: Written into a model folder when its training has finished.
+TRAINED = "trained.json"
 METRICS = ("dice", "gap_dice", "hd95", "assd")
 EPS_MM = 2.0
 
@@ -106,12 +113,43 @@ def quick_schedule() -> Schedule:
                     spacing_mm=(4.0, 4.0, 4.0))
 
 
+def scaled(schedule: Schedule, factor: float) -> Schedule:
+    """``schedule`` with ``factor`` times its pre-training and fine-tuning epochs (at least 1)."""
+    if factor <= 0:
+        raise SystemExit(f"--epochs-factor must be positive, not {factor}")
+    return dataclasses.replace(
+        schedule, pretrain_epochs=max(1, round(schedule.pretrain_epochs * factor)),
+        finetune_epochs=max(1, round(schedule.finetune_epochs * factor)))
+
+
 def run_cli(args: list[str], log: Path) -> tuple[float, float]:
     """Run ``hipseg ARGS`` in its own process; returns (seconds, peak resident GiB)."""
     try:
         return run_measured([*HIPSEG, *args, "--no-progress"], log)
     except RuntimeError as err:
         raise SystemExit(f"hipseg {' '.join(args)} failed: {err}") from None
+
+
+def train_once(model: Path, cli_args: list[str], log: Path) -> tuple[float, float]:
+    """Train ``model`` unless an earlier run finished it; ``(seconds, peak GiB)`` of training.
+
+    A finished training leaves ``TRAINED`` (its seconds and peak) in the model folder. A folder
+    without it was stopped part-way: its training resumes from the saved state, and the
+    seconds and peak reported are those of the resumed part only (logged as such).
+    """
+    marker = model / TRAINED
+    if marker.is_file():
+        done = json.loads(marker.read_text())
+        return done["seconds"], done["peak_gib"]
+    resumed = (model / "train_state.pt").is_file()
+    if resumed:
+        logger.info("%s: training stopped part-way; resuming it (its time and peak below are "
+                    "the resumed part's only)", model)
+    seconds, peak = run_cli([*cli_args, "--resume"] if resumed else cli_args, log)
+    atomic_write_text(marker, json.dumps({"seconds": seconds, "peak_gib": peak,
+                                          "resumed": resumed}))
+    logger.info("trained %s in %.1f min", model.name, seconds / 60)
+    return seconds, peak
 
 
 def make_one(job: tuple[Path, Path, int, tuple | None]) -> None:
@@ -160,6 +198,19 @@ def make_variants(root: Path, seed: int, spacing: tuple | None) -> Path:
         maps = sorted((root / "maps" / "finetune").iterdir())[:2]
         write_label_cases(out, maps, seed, variants=VARIANTS,
                           settings=LabelPhantomSettings(spacing_mm=spacing), progress=False)
+    return out
+
+
+def make_mixed(root: Path, coarse: Path, accurate: Path) -> Path:
+    """A folder whose ``labels/`` are ``coarse``'s coarse labels and ``accurate``'s labels."""
+    out = root / "mixed"
+    for source, labels in ((coarse, LABELS_COARSE), (accurate, LABELS)):
+        for image in sorted((source / IMAGES).iterdir()):
+            for sub, target in ((IMAGES, image), (LABELS, source / labels / image.name)):
+                link = out / sub / image.name
+                if not link.exists():
+                    link.parent.mkdir(parents=True, exist_ok=True)
+                    link.symlink_to(target.resolve())
     return out
 
 
@@ -246,6 +297,11 @@ def models_of_row(row: str, root: Path, data: dict[str, Path], schedule: Schedul
             data["finetune2-variants"], models / "no-pretrain-variants-2", schedule, coarse=False,
             lateral=True, epochs=schedule.pretrain_epochs + schedule.finetune_epochs,
             weight_map=True))]
+    if row == "mixed":
+        return [("mixed-2", train_args(
+            data["mixed"], models / "mixed-2", schedule, coarse=False, lateral=True,
+            epochs=schedule.pretrain_epochs + schedule.finetune_epochs, weight_map=True,
+            ignore_contacts_mm=IGNORE_CONTACTS_MM))]
     raise SystemExit(f"unknown row {row!r}; rows: {', '.join(ROWS)}")
 
 
@@ -341,17 +397,21 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--accurate", type=int, nargs="+", choices=(2, 4), default=[2, 4],
                         help="run the rows' models on these numbers of accurate scans")
+    parser.add_argument("--epochs-factor", type=float, default=1.0, metavar="K",
+                        help="train K times as many epochs as the default schedule (use a new "
+                             "--out: model folders are reused by name)")
     parser.add_argument("--quick", action="store_true", help="smoke test of the wiring")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
-    schedule = quick_schedule() if args.quick else Schedule()
+    schedule = scaled(quick_schedule() if args.quick else Schedule(), args.epochs_factor)
     skipped = tuple(f"-{n}" for n in {2, 4} - set(args.accurate))
     root = args.out.resolve()
     (root / "logs").mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
     data = make_data(root / "data", schedule, args.seed)
-    if "no-pretrain-variants" in args.rows:
+    if {"no-pretrain-variants", "mixed"} & set(args.rows):
         data["finetune2-variants"] = make_variants(root / "data", args.seed, schedule.spacing_mm)
+        data["mixed"] = make_mixed(root / "data", data["pretrain"], data["finetune2-variants"])
     logger.info("phantoms ready after %.1f min", (time.perf_counter() - started) / 60)
     results_path = root / "results.json"
     results = json.loads(results_path.read_text()) if results_path.is_file() else {}
@@ -362,12 +422,11 @@ def main() -> None:
         pre_name = next((name for name, _ in steps if name.startswith("pretrained")), None)
         for name, cli_args in steps:
             model = root / "models" / name
-            if name not in trained and not (model / "model.pt").is_file():
-                trained[name] = run_cli(cli_args, root / "logs" / f"train-{name}.log")
-                logger.info("trained %s in %.1f min", name, trained[name][0] / 60)
+            if name not in trained:
+                trained[name] = train_once(model, cli_args, root / "logs" / f"train-{name}.log")
             if name == pre_name or name in results:
                 continue
-            seconds, peak = trained.get(name, (math.nan, math.nan))
+            seconds, peak = trained[name]
             pre = trained.get(pre_name, (0.0, 0.0))
             results[name] = {"train_min": (seconds + pre[0]) / 60,
                              "train_peak_gib": max(peak, pre[1]),
