@@ -64,6 +64,7 @@ from measure import run_measured
 
 from hipseg.collisions import count_collisions
 from hipseg.core.atomic import atomic_write_text
+from hipseg.core.config import TrainConfig
 from hipseg.core.labels import DEFAULT_LABELS
 from hipseg.core.volume import apply_affine
 from hipseg.datasets.phantom import (
@@ -105,6 +106,7 @@ class Schedule:
     steps: int = 40
     pretrain_lr: float = 2e-3
     finetune_lr: float = 3e-4
+    early_stop_patience: int = TrainConfig().early_stop_patience
     spacing_mm: tuple[float, float, float] | None = None
 
 
@@ -217,7 +219,8 @@ def make_mixed(root: Path, coarse: Path, accurate: Path) -> Path:
 def train_args(data: Path, out: Path, schedule: Schedule, *, coarse: bool, lateral: bool,
                epochs: int, weight_map: bool, ignore_contacts_mm: float = 0.0) -> list[str]:
     args = ["train", str(data), "--out", str(out), "--epochs", str(epochs),
-            "--steps-per-epoch", str(schedule.steps), "--lr", str(schedule.pretrain_lr)]
+            "--steps-per-epoch", str(schedule.steps), "--lr", str(schedule.pretrain_lr),
+            "--early-stop-patience", str(schedule.early_stop_patience)]
     if coarse:
         args += ["--labels-dir", LABELS_COARSE]
     if ignore_contacts_mm > 0:
@@ -233,7 +236,8 @@ def finetune_args(model: Path, data: Path, out: Path, schedule: Schedule, *,
                   weight_map: bool = True, validation: str = "auto") -> list[str]:
     args = ["finetune", str(model), str(data), "--out", str(out), "--epochs",
             str(schedule.finetune_epochs), "--steps-per-epoch", str(schedule.steps),
-            "--lr", str(schedule.finetune_lr), "--validation", validation]
+            "--lr", str(schedule.finetune_lr), "--validation", validation,
+            "--early-stop-patience", str(schedule.early_stop_patience)]
     if not weight_map:
         args.append("--no-weight-map")
     return args
@@ -400,10 +404,15 @@ def main() -> None:
     parser.add_argument("--epochs-factor", type=float, default=1.0, metavar="K",
                         help="train K times as many epochs as the default schedule (use a new "
                              "--out: model folders are reused by name)")
+    parser.add_argument("--patience", type=int, default=Schedule.early_stop_patience,
+                        metavar="EPOCHS", help="early-stopping patience of every training "
+                                               "(default %(default)s, the product's)")
     parser.add_argument("--quick", action="store_true", help="smoke test of the wiring")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
-    schedule = scaled(quick_schedule() if args.quick else Schedule(), args.epochs_factor)
+    schedule = dataclasses.replace(
+        scaled(quick_schedule() if args.quick else Schedule(), args.epochs_factor),
+        early_stop_patience=args.patience)
     skipped = tuple(f"-{n}" for n in {2, 4} - set(args.accurate))
     root = args.out.resolve()
     (root / "logs").mkdir(parents=True, exist_ok=True)

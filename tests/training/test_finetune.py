@@ -10,7 +10,13 @@ import pytest
 import torch
 
 from hipseg.cli import main
-from hipseg.core.config import FINETUNE_TRAIN, HipsegConfig, WeightMapConfig, load_config
+from hipseg.core.config import (
+    FINETUNE_TRAIN,
+    HipsegConfig,
+    TrainConfig,
+    WeightMapConfig,
+    load_config,
+)
 from hipseg.core.errors import InputError
 from hipseg.core.labels import LabelTable
 from hipseg.io import find_cases
@@ -74,12 +80,14 @@ def test_label_table_mismatch_is_refused_with_one_line(data, tmp_path, capsys):
 def test_finetune_writes_models_curves_and_continue_adds_earlier_scans(data, tiny_model_dir,
                                                                      tmp_path):
     first = tmp_path / "round1"
-    assert main(["finetune", str(tiny_model_dir), str(data), "--out", str(first), *TINY]) == 0
+    assert main(["finetune", str(tiny_model_dir), str(data), "--out", str(first),
+                 "--early-stop-patience", "3", *TINY]) == 0
     for name in ("model.pt", "last.pt", "config.yaml", "log.csv", "training_cases.csv"):
         assert (first / name).is_file(), name
     assert (first / "progress.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     config = load_config(first / "config.yaml")
     assert config.weight_map.enabled and config.train.learning_rate == 1e-5
+    assert config.train.early_stop_patience == 3 != TrainConfig().early_stop_patience
     assert config.views == load_config(tiny_model_dir / "config.yaml").views
 
     new_data = tmp_path / "new"

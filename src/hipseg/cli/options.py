@@ -107,6 +107,10 @@ def add_optimiser_options(parser: argparse.ArgumentParser, defaults: TrainConfig
     parser.add_argument("--lr", type=float_in(0.0, 1.0, low_open=True), default=defaults.learning_rate,
                         help=f"Adam learning rate (default {defaults.learning_rate:g})")
     parser.add_argument("--seed", type=nonnegative_int, default=defaults.seed)
+    parser.add_argument("--early-stop-patience", type=positive_int,
+                        default=defaults.early_stop_patience, metavar="EPOCHS",
+                        help="stop after this many epochs without a better validation loss "
+                             f"(default {defaults.early_stop_patience})")
     parser.add_argument("--validation", choices=("auto", "split", "planes"),
                         default=defaults.validation,
                         help="hold out scans for validation (split), or train on every scan and "
@@ -119,7 +123,8 @@ def add_optimiser_options(parser: argparse.ArgumentParser, defaults: TrainConfig
 def train_settings(args: argparse.Namespace, defaults: TrainConfig) -> TrainConfig:
     return dataclasses.replace(defaults, epochs=args.epochs or defaults.epochs, steps_per_epoch=args.steps_per_epoch,
                                batch_size=args.batch_size, learning_rate=args.lr, seed=args.seed,
-                               validation=args.validation)
+                               validation=args.validation,
+                               early_stop_patience=args.early_stop_patience)
 
 
 def weight_map_config(args: argparse.Namespace, enabled: bool) -> WeightMapConfig:
