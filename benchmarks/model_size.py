@@ -1,8 +1,9 @@
 """Model size against accuracy: the demo's pipeline once per base width of the 2D UNet.
 
-For each ``--widths`` value the built-in demo (``hipseg.demo``: procedural phantoms,
-pre-training on coarse labels, fine-tuning on accurate ones, prediction of the held-out
-phantoms, evaluation) runs with that base width and nothing else changed, in its own folder.
+For each ``--widths`` value the built-in demo (``hipseg.demo``: phantoms of the shipped real
+label maps, training on 2 accurate maps and new anatomies made from them, prediction of the
+held-out phantoms, evaluation) runs with that base width and nothing else changed, in its own
+folder.
 Prints one table: parameters, kFLOP per pixel, wall-clock minutes of the whole run, mean
 Dice, GapDice and HD95 over the held-out phantoms (mean ± std over the cases), so the choice of
 the default width can be read off next to its prediction time (``benchmarks/predict.py
@@ -22,7 +23,6 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from hipseg.core.config import HipsegConfig
 from hipseg.demo import DemoSettings, run_demo
 from hipseg.evaluation.evaluate import Evaluation
 from hipseg.models.unet2d import flops_per_pixel
@@ -50,7 +50,7 @@ def main() -> None:
     lines = ["| base width | parameters | kFLOP / pixel | run min | Dice | GapDice | HD95 (mm) |",
              "|---|---|---|---|---|---|---|"]
     for width in args.widths:
-        base = HipsegConfig()
+        base = DemoSettings().base_config  # the demo's pixel floor and weight map, other width
         config = dataclasses.replace(base, model=dataclasses.replace(base.model, base_width=width))
         started = time.perf_counter()
         evaluation = run_demo(args.out / f"width_{width}", device=torch.device("cpu"),

@@ -26,7 +26,7 @@ a user would see. Rows:
   (``no-pretrain`` trains at it; fine-tuning's is 6.7x lower);
 - ``weightmap-pretrain``: pre-trained with the weight map and the contact band (the joint
   spaces' edges weighted from the first step, the closed gaps not at all), then as ``full``;
-- ``no-pretrain-variants``: as ``no-pretrain-2``, on the 2 accurate maps and ``VARIANTS`` new
+- ``no-pretrain-variants``: as ``no-pretrain-2``, on the 2 accurate maps and ``--variants`` new
   anatomies made from each (smooth deformation, scaling, mirroring with the side swap), so the
   network sees more than two people's bones;
 - ``mixed``: one training from scratch on the accurate labels of those 2 maps and their
@@ -193,12 +193,17 @@ def make_data(root: Path, schedule: Schedule, seed: int) -> dict[str, Path]:
     return folders
 
 
-def make_variants(root: Path, seed: int, spacing: tuple | None) -> Path:
-    """Phantoms of the 2 accurate maps and ``VARIANTS`` new anatomies from each."""
-    out = root / "finetune2-variants"
+def variants_suffix(variants: int) -> str:
+    """Names of the variant folder and model: ``VARIANTS`` keeps the plain name."""
+    return "" if variants == VARIANTS else str(variants)
+
+
+def make_variants(root: Path, seed: int, spacing: tuple | None, variants: int) -> Path:
+    """Phantoms of the 2 accurate maps and ``variants`` new anatomies from each."""
+    out = root / f"finetune2-variants{variants_suffix(variants)}"
     if not (out / IMAGES).is_dir():
         maps = sorted((root / "maps" / "finetune").iterdir())[:2]
-        write_label_cases(out, maps, seed, variants=VARIANTS,
+        write_label_cases(out, maps, seed, variants=variants,
                           settings=LabelPhantomSettings(spacing_mm=spacing), progress=False)
     return out
 
@@ -243,8 +248,8 @@ def finetune_args(model: Path, data: Path, out: Path, schedule: Schedule, *,
     return args
 
 
-def models_of_row(row: str, root: Path, data: dict[str, Path], schedule: Schedule
-                  ) -> list[tuple[str, list[str]]]:
+def models_of_row(row: str, root: Path, data: dict[str, Path], schedule: Schedule,
+                  variants: int = VARIANTS) -> list[tuple[str, list[str]]]:
     """``(model name, hipseg arguments)`` to run for a row, pre-training first when needed."""
     models = root / "models"
     pre = models / "pretrained"
@@ -297,8 +302,9 @@ def models_of_row(row: str, root: Path, data: dict[str, Path], schedule: Schedul
                 ("weightmap-pretrain-2", finetune_args(pre_weighted, data["finetune2"],
                                                        models / "weightmap-pretrain-2", schedule))]
     if row == "no-pretrain-variants":
-        return [("no-pretrain-variants-2", train_args(
-            data["finetune2-variants"], models / "no-pretrain-variants-2", schedule, coarse=False,
+        name = f"no-pretrain-variants{variants_suffix(variants)}-2"
+        return [(name, train_args(
+            data["finetune2-variants"], models / name, schedule, coarse=False,
             lateral=True, epochs=schedule.pretrain_epochs + schedule.finetune_epochs,
             weight_map=True))]
     if row == "mixed":
@@ -407,6 +413,9 @@ def main() -> None:
     parser.add_argument("--patience", type=int, default=Schedule.early_stop_patience,
                         metavar="EPOCHS", help="early-stopping patience of every training "
                                                "(default %(default)s, the product's)")
+    parser.add_argument("--variants", type=int, default=VARIANTS, metavar="N",
+                        help="new anatomies per accurate map for the no-pretrain-variants and "
+                             "mixed rows (default %(default)s)")
     parser.add_argument("--quick", action="store_true", help="smoke test of the wiring")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
@@ -418,15 +427,20 @@ def main() -> None:
     (root / "logs").mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
     data = make_data(root / "data", schedule, args.seed)
+    if args.variants < 1 or (args.variants != VARIANTS and "mixed" in args.rows):
+        raise SystemExit(f"--variants must be at least 1, and {VARIANTS} with the mixed row")
     if {"no-pretrain-variants", "mixed"} & set(args.rows):
-        data["finetune2-variants"] = make_variants(root / "data", args.seed, schedule.spacing_mm)
+        data["finetune2-variants"] = make_variants(root / "data", args.seed, schedule.spacing_mm,
+                                                   args.variants)
+    if "mixed" in args.rows:
         data["mixed"] = make_mixed(root / "data", data["pretrain"], data["finetune2-variants"])
     logger.info("phantoms ready after %.1f min", (time.perf_counter() - started) / 60)
     results_path = root / "results.json"
     results = json.loads(results_path.read_text()) if results_path.is_file() else {}
     trained: dict[str, tuple[float, float]] = {}
     for row in args.rows:
-        steps = [(name, cli_args) for name, cli_args in models_of_row(row, root, data, schedule)
+        steps = [(name, cli_args) for name, cli_args in models_of_row(row, root, data, schedule,
+                                                                   args.variants)
                  if not (skipped and name.endswith(skipped))]
         pre_name = next((name for name, _ in steps if name.startswith("pretrained")), None)
         for name, cli_args in steps:

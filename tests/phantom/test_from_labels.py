@@ -39,7 +39,7 @@ def _centroid_x(labels: np.ndarray, affine: np.ndarray, class_id: int) -> float:
 def test_shipped_demo_maps_load_and_carry_their_licence():
     folder = demo_label_maps()
     settings = DemoSettings()
-    for name in settings.pretrain_maps + settings.finetune_maps + settings.test_maps:
+    for name in settings.train_maps + settings.test_maps:
         labels = read_labels(folder / f"{name}.nii.gz", DEFAULT_LABELS)
         assert set(np.unique(labels.data)) == set(range(6)), name
         np.testing.assert_allclose(voxel_spacing_mm(labels.affine), 2.0)

@@ -1,4 +1,4 @@
-"""``hipseg demo``: phantoms -> pre-train -> fine-tune -> predict -> evaluate."""
+"""``hipseg demo``: phantoms of real anatomy -> train -> predict -> evaluate."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ __all__ = ["add_parser", "run"]
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("demo", help="phantoms -> pre-train -> fine-tune -> predict -> evaluate")
+    p = sub.add_parser("demo", help="phantoms of real anatomy -> train -> predict -> evaluate")
     p.add_argument("--out", type=Path, default=Path("demo_output"))
     p.add_argument("--seed", type=nonnegative_int, default=0)
     add_device(p)
