@@ -27,8 +27,9 @@ a user would see. Rows:
 - ``weightmap-pretrain``: pre-trained with the weight map and the contact band (the joint
   spaces' edges weighted from the first step, the closed gaps not at all), then as ``full``;
 - ``no-pretrain-variants``: as ``no-pretrain-2``, on the 2 accurate maps and ``--variants`` new
-  anatomies made from each (smooth deformation, scaling, mirroring with the side swap), so the
-  network sees more than two people's bones;
+  anatomies made from each (smooth deformation, scaling, mirroring with the side swap, each
+  femur turned about its head by up to ``--femur-rotation-deg``), so the network sees more
+  than two people's bones;
 - ``mixed``: one training from scratch on the accurate labels of those 2 maps and their
   variants *and* the coarse labels of the pre-training scans, the loss ignoring
   ``IGNORE_CONTACTS_MM`` around every bone contact (where the coarse labels closed a joint
@@ -64,7 +65,7 @@ from measure import run_measured
 
 from hipseg.collisions import count_collisions
 from hipseg.core.atomic import atomic_write_text
-from hipseg.core.config import TrainConfig
+from hipseg.core.config import SamplingConfig, TrainConfig
 from hipseg.core.labels import DEFAULT_LABELS
 from hipseg.core.volume import apply_affine
 from hipseg.datasets.phantom import (
@@ -77,6 +78,7 @@ from hipseg.datasets.phantom import (
 from hipseg.evaluation.evaluate import evaluate_case
 from hipseg.io import find_cases, read_image, read_labels
 from hipseg.phantom import LabelPhantomSettings
+from hipseg.phantom.variants import VariantSettings
 from hipseg.postprocess import symmetric_components
 
 LABEL_MAPS = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "hip-labels"
@@ -97,7 +99,9 @@ logger = logging.getLogger("real_anatomy")
 
 @dataclass(frozen=True)
 class Schedule:
-    """Scans per role and training length (epochs of ``steps`` steps of 10 planes)."""
+    """Scans per role, training length (epochs of ``steps`` steps of 10 planes), and the
+    pixel-spacing floor and joint-aimed planes of every training (fine-tuning keeps its
+    pre-trained model's)."""
 
     test: int = 4
     finetune: int = 4
@@ -108,6 +112,8 @@ class Schedule:
     finetune_lr: float = 3e-4
     early_stop_patience: int = TrainConfig().early_stop_patience
     spacing_mm: tuple[float, float, float] | None = None
+    min_pixel_mm: float = SamplingConfig().min_pixel_spacing_mm
+    joint_plane_fraction: float = SamplingConfig().joint_plane_fraction
 
 
 def quick_schedule() -> Schedule:
@@ -198,13 +204,16 @@ def variants_suffix(variants: int) -> str:
     return "" if variants == VARIANTS else str(variants)
 
 
-def make_variants(root: Path, seed: int, spacing: tuple | None, variants: int) -> Path:
+def make_variants(root: Path, seed: int, spacing: tuple | None, variants: int,
+                  femur_rotation_deg: float) -> Path:
     """Phantoms of the 2 accurate maps and ``variants`` new anatomies from each."""
     out = root / f"finetune2-variants{variants_suffix(variants)}"
     if not (out / IMAGES).is_dir():
         maps = sorted((root / "maps" / "finetune").iterdir())[:2]
-        write_label_cases(out, maps, seed, variants=variants,
-                          settings=LabelPhantomSettings(spacing_mm=spacing), progress=False)
+        settings = LabelPhantomSettings(
+            spacing_mm=spacing,
+            variant=VariantSettings(max_femur_rotation_deg=femur_rotation_deg))
+        write_label_cases(out, maps, seed, variants=variants, settings=settings, progress=False)
     return out
 
 
@@ -225,7 +234,9 @@ def train_args(data: Path, out: Path, schedule: Schedule, *, coarse: bool, later
                epochs: int, weight_map: bool, ignore_contacts_mm: float = 0.0) -> list[str]:
     args = ["train", str(data), "--out", str(out), "--epochs", str(epochs),
             "--steps-per-epoch", str(schedule.steps), "--lr", str(schedule.pretrain_lr),
-            "--early-stop-patience", str(schedule.early_stop_patience)]
+            "--early-stop-patience", str(schedule.early_stop_patience),
+            "--min-pixel-mm", str(schedule.min_pixel_mm),
+            "--joint-plane-fraction", str(schedule.joint_plane_fraction)]
     if coarse:
         args += ["--labels-dir", LABELS_COARSE]
     if ignore_contacts_mm > 0:
@@ -413,15 +424,28 @@ def main() -> None:
     parser.add_argument("--patience", type=int, default=Schedule.early_stop_patience,
                         metavar="EPOCHS", help="early-stopping patience of every training "
                                                "(default %(default)s, the product's)")
+    parser.add_argument("--min-pixel-mm", type=float, default=Schedule.min_pixel_mm,
+                        metavar="MM", help="pixel-spacing floor of every training (default "
+                                           "%(default)s, the product's; 0: the paper's rule; use "
+                                           "a new --out)")
+    parser.add_argument("--joint-plane-fraction", type=float,
+                        default=Schedule.joint_plane_fraction, metavar="F",
+                        help="training planes aimed at the joint spaces in every training "
+                             "(default %(default)s, the product's; use a new --out)")
     parser.add_argument("--variants", type=int, default=VARIANTS, metavar="N",
                         help="new anatomies per accurate map for the no-pretrain-variants and "
                              "mixed rows (default %(default)s)")
+    parser.add_argument("--femur-rotation-deg", type=float,
+                        default=VariantSettings.max_femur_rotation_deg, metavar="DEG",
+                        help="largest turn of each femur about its head in the variants "
+                             "(default %(default)s, the product's; use a new --out)")
     parser.add_argument("--quick", action="store_true", help="smoke test of the wiring")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     schedule = dataclasses.replace(
         scaled(quick_schedule() if args.quick else Schedule(), args.epochs_factor),
-        early_stop_patience=args.patience)
+        early_stop_patience=args.patience, min_pixel_mm=args.min_pixel_mm,
+        joint_plane_fraction=args.joint_plane_fraction)
     skipped = tuple(f"-{n}" for n in {2, 4} - set(args.accurate))
     root = args.out.resolve()
     (root / "logs").mkdir(parents=True, exist_ok=True)
@@ -431,7 +455,7 @@ def main() -> None:
         raise SystemExit(f"--variants must be at least 1, and {VARIANTS} with the mixed row")
     if {"no-pretrain-variants", "mixed"} & set(args.rows):
         data["finetune2-variants"] = make_variants(root / "data", args.seed, schedule.spacing_mm,
-                                                   args.variants)
+                                                   args.variants, args.femur_rotation_deg)
     if "mixed" in args.rows:
         data["mixed"] = make_mixed(root / "data", data["pretrain"], data["finetune2-variants"])
     logger.info("phantoms ready after %.1f min", (time.perf_counter() - started) / 60)

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from hipseg.cli import main
+from hipseg.core.config import load_config
 
 
 @pytest.mark.slow
@@ -18,7 +19,8 @@ def test_phantom_train_finetune_predict_evaluate(tmp_path, capsys):
     common = ["--steps-per-epoch", "8", "--batch-size", "6", "--base-width", "8", "--depth", "3",
               "--views", "4", "--no-progress"]
     assert main(["train", str(data), "--out", str(tmp_path / "pre"), "--labels-dir", "labels_coarse",
-                 "--epochs", "3", "--lr", "3e-3", *common]) == 0
+                 "--epochs", "3", "--lr", "3e-3", "--joint-plane-fraction", "0.25", *common]) == 0
+    assert load_config(tmp_path / "pre" / "config.yaml").sampling.joint_plane_fraction == 0.25
     assert main(["train", str(data), "--out", str(tmp_path / "fine"), "--init", str(tmp_path / "pre"),
                  "--epochs", "1", *common]) == 0
     for name in ("model.pt", "last.pt", "config.yaml", "log.csv"):

@@ -11,6 +11,7 @@ from hipseg.weights import (
     contact_voxels,
     distance_weight_map,
     erode_labels,
+    joint_space_voxels,
     negligible_distance_vox,
 )
 from synthetic import blob_labels
@@ -137,6 +138,28 @@ def test_contact_band_matches_a_slow_reference(rng, radius_mm):
     band = contact_band(labels, spacing, radius_mm)
     np.testing.assert_array_equal(band, reference_contact_band(labels, spacing, radius_mm))
     assert band.any() and not band.all()
+
+
+def reference_joint_space(labels, spacing, max_gap_mm):
+    """Brute force: per background voxel, the nearest bone and the nearest other bone."""
+    grid = np.indices(labels.shape).reshape(3, -1).T * np.asarray(spacing)
+    flat = labels.ravel()
+    per_class = {c: np.min(np.linalg.norm(grid[:, None] - grid[flat == c][None], axis=-1), axis=1)
+                 for c in np.unique(flat[flat > 0])}
+    stacked = np.sort(np.stack(list(per_class.values())), axis=0)
+    d1, d2 = stacked[0], stacked[1]
+    return ((flat == 0) & (d1 + d2 <= max_gap_mm + 1e-9)).reshape(labels.shape)
+
+
+@pytest.mark.parametrize("max_gap_mm", [0.0, 2.0, 4.5])
+def test_joint_space_matches_a_slow_reference(rng, max_gap_mm):
+    labels = blob_labels((12, 10, 9), rng)
+    labels[::3] = 0  # background slabs between the blobs
+    spacing = (0.8, 1.0, 1.6)
+    joint = joint_space_voxels(labels, spacing, max_gap_mm)
+    np.testing.assert_array_equal(joint, reference_joint_space(labels, spacing, max_gap_mm))
+    if max_gap_mm > 0:
+        assert joint.any() and not joint[labels > 0].any()
 
 
 def test_contact_voxels_need_two_bones_not_bone_and_background():

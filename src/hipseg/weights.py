@@ -31,6 +31,7 @@ __all__ = [
     "contact_voxels",
     "distance_weight_map",
     "erode_labels",
+    "joint_space_voxels",
     "negligible_distance_vox",
     "two_nearest_class_distances",
 ]
@@ -170,6 +171,36 @@ def contact_voxels(labels: np.ndarray, connectivity: int = 6) -> np.ndarray:
         touching[a_index] |= hit
         touching[b_index] |= hit
     return touching
+
+
+def joint_space_voxels(labels: np.ndarray, spacing_mm: tuple[float, float, float],
+                       max_gap_mm: float) -> np.ndarray:
+    """Background voxels between two bones at most ``max_gap_mm`` apart: the joint spaces.
+
+    A background voxel whose distances ``d1`` to the nearest bone and ``d2`` to the nearest
+    other bone (mm, between voxel centres) satisfy ``d1 + d2 <= max_gap_mm``.
+
+    Parameters
+    ----------
+    labels : ndarray, shape (X, Y, Z), non-negative integer
+    spacing_mm : (3,) floats
+    max_gap_mm : float
+
+    Returns
+    -------
+    ndarray, shape (X, Y, Z), bool
+
+    Examples
+    --------
+    >>> labels = np.zeros((1, 1, 9), np.uint8); labels[..., :3] = 1; labels[..., 6:] = 2
+    >>> joint_space_voxels(labels, (1.0, 1.0, 1.0), 4.0).astype(int)[0, 0]
+    array([0, 0, 0, 1, 1, 1, 0, 0, 0])
+    """
+    if not (max_gap_mm >= 0 and math.isfinite(max_gap_mm)):
+        raise ValueError(f"max_gap_mm must be a finite number >= 0, got {max_gap_mm}")
+    labels = check_labels(labels)
+    d1, d2, _ = class_distances(labels, spacing_mm=check_spacing(spacing_mm), max_mm=max_gap_mm)
+    return (labels == 0) & (d1 + d2 <= max_gap_mm)
 
 
 def contact_band(labels: np.ndarray, spacing_mm: tuple[float, float, float],

@@ -44,6 +44,23 @@ def test_writes_each_map_and_its_variants_on_the_maps_grid(map_dir, tmp_path, ca
                                               DEFAULT_LABELS).data, source.data)
 
 
+def test_femur_rotation_turns_only_the_legs(map_dir, tmp_path):
+    variants = {}
+    for degrees in ("0", "20"):
+        out = tmp_path / degrees
+        assert main(["phantom", str(out), "--from-labels", str(map_dir), "--variants", "1",
+                     "--femur-rotation-deg", degrees, "--no-progress"]) == 0
+        variants[degrees] = read_labels(out / "labels" / "s27_v01.nii.gz", DEFAULT_LABELS).data
+    still, turned = variants["0"], variants["20"]
+    for pelvis in (3, 4, 5):
+        np.testing.assert_array_equal(still == pelvis, turned == pelvis)
+    for femur in (1, 2):
+        assert np.count_nonzero(turned == femur) == pytest.approx(
+            np.count_nonzero(still == femur), rel=0.15)
+        assert np.count_nonzero((turned == femur) != (still == femur)) > 0.1 * np.count_nonzero(
+            still == femur)
+
+
 def test_resamples_with_spacing(map_dir, tmp_path):
     out = tmp_path / "out"
     assert main(["phantom", str(out), "--from-labels", str(map_dir), "--spacing", "4", "4", "4",

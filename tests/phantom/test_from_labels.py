@@ -11,6 +11,7 @@ from scipy import ndimage
 from hipseg.core.labels import DEFAULT_LABELS
 from hipseg.core.volume import Volume, apply_affine, voxel_spacing_mm
 from hipseg.demo import DemoSettings, demo_label_maps
+from hipseg.distances import distance_to_class
 from hipseg.io import read_labels
 from hipseg.phantom import LabelPhantomSettings, make_case_from_labels
 from hipseg.phantom.appearance import AppearanceRanges, draw_appearance
@@ -19,9 +20,12 @@ from hipseg.phantom.ct import TISSUES, scanner_effects, tissue_image
 from hipseg.phantom.variants import (
     VariantSettings,
     deform_labels,
+    femoral_head_sphere,
     make_variant,
     mirror_left_right,
     resample_labels,
+    rotate_femur,
+    rotation_matrix,
 )
 from synthetic import oblique_affine, touching_pairs
 
@@ -176,6 +180,84 @@ def test_deformation_of_zero_is_the_identity(real_map):
     out = deform_labels(real_map.data, real_map.affine, np.random.default_rng(0), scale=1.0,
                         max_displacement_mm=0.0)
     np.testing.assert_array_equal(out, real_map.data)
+
+
+def _ball_in_socket(affine: np.ndarray, shape: tuple[int, int, int], centre_mm: np.ndarray,
+                    radius_mm: float, gap_mm: float) -> np.ndarray:
+    """A femur (1: head ball and a shaft along -z) whose head sits in a hemispherical socket
+    (hip bone 3) ``gap_mm`` away, all in RAS mm on an oblique grid."""
+    points = apply_affine(affine, np.indices(shape).reshape(3, -1).T).reshape(*shape, 3)
+    offset = points - centre_mm
+    r = np.linalg.norm(offset, axis=-1)
+    shaft = (np.linalg.norm(offset[..., :2], axis=-1) < 0.5 * radius_mm) & (offset[..., 2] < 0)
+    labels = np.zeros(shape, np.uint8)
+    labels[(r <= radius_mm) | shaft] = 1
+    socket = (r >= radius_mm + gap_mm) & (r <= radius_mm + gap_mm + 5.0) & (offset[..., 2] > 0)
+    labels[socket] = 3
+    return labels
+
+
+def test_femoral_head_sphere_finds_the_heads_centre_and_radius():
+    affine = oblique_affine(spacing_mm=(1.0, 0.9, 1.2))
+    shape = (50, 50, 60)
+    centre = apply_affine(affine, np.array([25.0, 25.0, 38.0]))
+    labels = _ball_in_socket(affine, shape, centre, radius_mm=10.0, gap_mm=3.0)
+    found, radius = femoral_head_sphere(labels, affine, femur=1, hip=3)
+    assert np.linalg.norm(found - centre) < 0.6
+    assert abs(radius - 10.0) < 0.8
+    assert femoral_head_sphere(labels, affine, femur=2, hip=4) is None
+    no_socket = np.where(labels == 3, 0, labels)
+    assert femoral_head_sphere(no_socket, affine, femur=1, hip=3) is None
+
+
+def test_rotating_the_femur_about_its_head_turns_the_shaft_and_keeps_the_joint_space():
+    affine = oblique_affine(spacing_mm=(1.0, 0.9, 1.2))
+    shape = (50, 50, 60)
+    centre = apply_affine(affine, np.array([25.0, 25.0, 38.0]))
+    labels = _ball_in_socket(affine, shape, centre, radius_mm=10.0, gap_mm=3.0)
+    rotation = rotation_matrix(np.array([12.0, 0.0, 0.0]))
+    out = rotate_femur(labels, affine, 1, centre, rotation)
+    np.testing.assert_array_equal(out == 3, labels == 3)
+    spacing = voxel_spacing_mm(affine)
+    head = np.linalg.norm(apply_affine(affine, np.argwhere(labels == 1)) - centre, axis=1) < 10
+    gap = distance_to_class(labels, 3, spacing_mm=spacing)
+    assert gap[out == 1].min() >= gap[labels == 1].min() - spacing.max()
+    # the shaft's axis (-z from the centre) turns by 12 degrees about x, towards +y
+    shaft = apply_affine(affine, np.argwhere(out == 1)) - centre
+    below = shaft[shaft[:, 2] < -15.0]
+    tilt = np.degrees(np.arctan2(below[:, 1].mean(), -below[:, 2].mean()))
+    assert abs(tilt - 12.0) < 1.5
+    assert np.count_nonzero(out == 1) == pytest.approx(np.count_nonzero(labels == 1), rel=0.1)
+    assert head.any()
+    np.testing.assert_array_equal(rotate_femur(labels, affine, 1, centre, np.eye(3)), labels)
+
+
+def test_rotate_femur_matches_a_voxel_by_voxel_reference():
+    rng = np.random.default_rng(5)
+    affine = oblique_affine(spacing_mm=(1.1, 0.8, 1.3))
+    labels = rng.integers(0, 3, size=(9, 8, 7)).astype(np.uint8) * 2  # ids 0, 2, 4
+    labels[2:7, 2:6, 1:6] = np.where(rng.random((5, 4, 5)) < 0.7, 1, labels[2:7, 2:6, 1:6])
+    centre = apply_affine(affine, np.array([4.0, 3.5, 3.0]))
+    rotation = rotation_matrix(rng.uniform(-25, 25, size=3))
+    out = rotate_femur(labels, affine, 1, centre, rotation)
+    inverse = np.linalg.inv(affine)
+    expected = np.where(labels == 1, 0, labels)
+    for q in np.ndindex(labels.shape):
+        mm = apply_affine(affine, np.array(q, float))
+        source = np.rint(apply_affine(inverse, centre + rotation.T @ (mm - centre))).astype(int)
+        inside = np.all(source >= 0) and np.all(source < labels.shape)
+        if inside and labels[tuple(source)] == 1 and expected[q] == 0:
+            expected[q] = 1
+    np.testing.assert_array_equal(out, expected)
+
+
+def test_rotation_matrix_turns_about_x_then_y_then_z():
+    turn = rotation_matrix(np.array([90.0, 0.0, 0.0]))
+    np.testing.assert_allclose(turn @ [0, 1, 0], [0, 0, 1], atol=1e-12)
+    both = rotation_matrix(np.array([90.0, 0.0, 90.0]))
+    np.testing.assert_allclose(both @ [0, 1, 0], [0, 0, 1], atol=1e-12)
+    np.testing.assert_allclose(both @ [1, 0, 0], [0, 1, 0], atol=1e-12)
+    np.testing.assert_allclose(both @ both.T, np.eye(3), atol=1e-12)
 
 
 def test_resampling_keeps_the_box_and_round_trips_the_affine():

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 
 import numpy as np
+import pytest
 import torch
 
 from hipseg.core.config import HipsegConfig, SamplingConfig
@@ -38,6 +39,20 @@ def test_no_weight_map_gives_ones(rng):
     sampler = PlaneSampler([_scan(rng, weights=False)], view_directions(3, 30.0, rng), 16, 1.5, 0.5)
     _, _, weights = sampler.sample(3, rng)
     assert torch.equal(weights, torch.ones(3, 16, 16))
+
+
+def test_planes_are_aimed_at_joint_space_bone_and_anywhere_in_their_fractions(rng):
+    scan = dataclasses.replace(_scan(rng, weights=False), foreground_mm=np.zeros((5, 3)),
+                               joint_mm=np.ones((3, 3)))
+    sampler = PlaneSampler([scan], view_directions(3, 30.0, rng), 16, 1.5, 0.5, 0.3)
+    draws = np.random.default_rng(1)
+    aims = [sampler._aim(scan, draws) for _ in range(4000)]
+    joint = np.mean([a is scan.joint_mm for a in aims])
+    bone = np.mean([a is scan.foreground_mm for a in aims])
+    assert joint == pytest.approx(0.3, abs=0.03) and bone == pytest.approx(0.5, abs=0.03)
+    no_joints = dataclasses.replace(scan, joint_mm=np.zeros((0, 3)))
+    aims = [sampler._aim(no_joints, draws) for _ in range(4000)]
+    assert np.mean([a is no_joints.foreground_mm for a in aims]) == pytest.approx(0.5, abs=0.03)
 
 
 def test_plane_size_is_the_75th_percentile_over_axes_and_scans(rng):

@@ -9,6 +9,7 @@ from hipseg.cli.options import add_common
 from hipseg.cli.values import float_in, int_in, nonnegative_int
 from hipseg.core.errors import HipsegError
 from hipseg.phantom.from_labels import LabelPhantomSettings
+from hipseg.phantom.variants import VariantSettings
 
 __all__ = ["add_parser", "run"]
 
@@ -27,7 +28,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                         "(--cases is ignored: one case per map, plus --variants)")
     p.add_argument("--variants", type=int_in(0, 10000), default=0, metavar="N",
                    help="with --from-labels: N new anatomies per map (smooth deformation, "
-                        "scaling, left/right mirroring with the side ids swapped); default 0")
+                        "scaling, each leg turned about its femoral head, left/right "
+                        "mirroring with the side ids swapped); default 0")
+    p.add_argument("--femur-rotation-deg", type=float_in(0.0, 45.0),
+                   default=VariantSettings.max_femur_rotation_deg, metavar="DEG",
+                   help="with --variants: largest turn of each femur about its head, per RAS "
+                        f"axis (default {VariantSettings.max_femur_rotation_deg:g}; 0 keeps "
+                        "the map's leg pose)")
     p.add_argument("--coarse-gap-mm", type=float_in(0.0, 50.0), default=LabelPhantomSettings.coarse_gap_mm,
                    help="with --from-labels: coarse labels close joint spaces up to this "
                         f"width (default {LabelPhantomSettings.coarse_gap_mm:g})")
@@ -54,7 +61,8 @@ def run(args: argparse.Namespace) -> None:
     if args.from_labels is not None:
         settings = LabelPhantomSettings(
             coarse_gap_mm=args.coarse_gap_mm, merge_femoral_head_mm=args.merge_femoral_head_mm,
-            spacing_mm=None if args.spacing is None else tuple(args.spacing))
+            spacing_mm=None if args.spacing is None else tuple(args.spacing),
+            variant=VariantSettings(max_femur_rotation_deg=args.femur_rotation_deg))
         names = write_label_dataset(args.out, args.from_labels, args.seed,
                                     variants=args.variants, settings=settings,
                                     progress=not args.no_progress)

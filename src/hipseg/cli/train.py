@@ -57,6 +57,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="floor on the pixel spacing in mm: a measured dim is lowered until its "
                         "pixels are at least this large (default %(default)s; 0: the paper's "
                         "rule, pixels as fine as the training scans' voxels)")
+    p.add_argument("--joint-plane-fraction", type=float_in(0.0, 1.0 - defaults.sampling.foreground_plane_fraction),
+                   default=defaults.sampling.joint_plane_fraction, metavar="F",
+                   help="fraction of training planes aimed at a joint-space voxel (background "
+                        "between two bones); default %(default)s")
     p.add_argument("--weight-map", action="store_true",
                    help="weight the loss by the distance weight map (off for pre-training on "
                         "coarse labels, as the paper; finetune has it on)")
@@ -76,7 +80,8 @@ def run(args: argparse.Namespace) -> None:
         views=dataclasses.replace(defaults.views, n_views=args.views),
         sampling=dataclasses.replace(defaults.sampling, dim=args.dim,
                                      sphere_diameter_mm=args.sphere_mm,
-                                     min_pixel_spacing_mm=args.min_pixel_mm),
+                                     min_pixel_spacing_mm=args.min_pixel_mm,
+                                     joint_plane_fraction=args.joint_plane_fraction),
         model=dataclasses.replace(defaults.model, base_width=args.base_width, depth=args.depth,
                                   architecture=args.architecture, patch_vox=args.patch_vox,
                                   lateral_channel=not args.no_lateral_channel),

@@ -158,6 +158,12 @@ class SamplingConfig:
     0.78 mm CT the paper's rule gives 0.82 mm pixels and about 7 minutes per scan on a 2-core
     CPU; at the floor (2.4x coarser per axis) about a minute (docs/performance.md). The
     label map is still made on the scan's own grid, from interpolated probabilities.
+
+    Training planes: a fraction ``joint_plane_fraction`` passes through a random joint-space
+    voxel (background between two bones at most
+    ``hipseg.training.data.JOINT_SPACE_MM`` apart), a fraction
+    ``foreground_plane_fraction`` through a random bone voxel, the rest lie uniformly in the
+    sphere.
     """
 
     dim: int = 0
@@ -165,6 +171,7 @@ class SamplingConfig:
     percentile: float = 75.0
     min_pixel_spacing_mm: float = 2.0
     foreground_plane_fraction: float = 0.5
+    joint_plane_fraction: float = 0.0
 
     def __post_init__(self) -> None:
         _check("sampling.dim", self.dim, self.dim == 0 or 1 <= self.dim <= 4096,
@@ -175,6 +182,8 @@ class SamplingConfig:
         _check_between("sampling.min_pixel_spacing_mm", self.min_pixel_spacing_mm, 0.0, 100.0)
         _check_between("sampling.foreground_plane_fraction", self.foreground_plane_fraction,
                        0.0, 1.0)
+        _check_between("sampling.joint_plane_fraction", self.joint_plane_fraction, 0.0,
+                       1.0 - self.foreground_plane_fraction)
         if self.dim > 0 and self.sphere_diameter_mm > 0:
             # Prediction keeps this spacing over the whole scan: far too fine a one would be
             # refused as a scan too large for memory.

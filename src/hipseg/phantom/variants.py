@@ -1,4 +1,5 @@
-"""New anatomies from a real label map: mirroring, scaling, smooth deformation, resampling.
+"""New anatomies from a real label map: mirroring, leg pose, scaling, smooth deformation,
+resampling.
 
 Every function takes a label map with its voxel-to-RAS affine and returns a new pair; label
 maps are resampled by nearest neighbour, so no new ids appear.
@@ -11,13 +12,17 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import ndimage
 
-from hipseg.core.volume import array_axis_nearest, voxel_spacing_mm
+from hipseg.core.volume import apply_affine, array_axis_nearest, voxel_spacing_mm
+from hipseg.distances import distance_to_class
 
-__all__ = ["VariantSettings", "deform_labels", "make_variant", "mirror_left_right",
-           "nearest_indices", "resample_labels"]
+__all__ = ["VariantSettings", "deform_labels", "femoral_head_sphere", "make_variant",
+           "mirror_left_right", "nearest_indices", "resample_labels", "rotate_femur",
+           "rotation_matrix"]
 
 #: Side swaps of the default label table: femur right/left, hip right/left.
 SIDE_SWAPS: tuple[tuple[int, int], ...] = ((1, 2), (3, 4))
+#: Each femur of the default label table and the hip bone whose acetabulum holds its head.
+FEMUR_SOCKETS: tuple[tuple[int, int], ...] = ((1, 3), (2, 4))
 
 
 @dataclass(frozen=True)
@@ -35,12 +40,19 @@ class VariantSettings:
         it does not crumple them, and changes a joint-space width by a few percent at most.
     mirror_probability : float
         Chance that a variant is mirrored left-right (with the side ids swapped).
+    max_femur_rotation_deg : float
+        Each femur is turned about the centre of its head by angles drawn uniformly in
+        +-this about the RAS x, y and z axes (flexion, abduction, rotation), each leg on its
+        own: how the legs lie on the table differs from scan to scan far more than a smooth
+        field moves them, and the head stays in its socket, so the hip joint space keeps its
+        width. 0 keeps the map's pose.
     """
 
     scale_range: tuple[float, float] = (0.9, 1.1)
     max_displacement_mm: float = 6.0
     smoothness_mm: float = 60.0
     mirror_probability: float = 0.5
+    max_femur_rotation_deg: float = 0.0
 
 
 def mirror_left_right(labels: np.ndarray, affine: np.ndarray,
@@ -100,6 +112,113 @@ def deform_labels(labels: np.ndarray, affine: np.ndarray, rng: np.random.Generat
     return ndimage.map_coordinates(labels, coords, order=0, mode="constant", cval=0)
 
 
+def femoral_head_sphere(labels: np.ndarray, affine: np.ndarray, femur: int, hip: int, *,
+                        contact_mm: float = 6.0, min_points: int = 50
+                        ) -> tuple[np.ndarray, float] | None:
+    """The sphere fitted to the femur's surface that faces the hip bone: the femoral head.
+
+    The surface voxels of ``femur`` within ``contact_mm`` of ``hip`` (the head inside the
+    acetabulum, across the joint space) are fitted by linear least squares
+    (``|p|^2 = 2 c.p + r^2 - |c|^2``) in RAS mm.
+
+    Parameters
+    ----------
+    labels : ndarray, shape (X, Y, Z), integer
+    affine : ndarray, shape (4, 4)
+    femur, hip : int
+        Label ids.
+    contact_mm : float
+        Largest distance from the hip bone of a fitted surface voxel, mm.
+    min_points : int
+        Fewer facing surface voxels than this (no femur, or no socket in the field of view)
+        give ``None``.
+
+    Returns
+    -------
+    (centre, radius) : (ndarray, shape (3,), RAS mm; float, mm), or None
+    """
+    spacing = voxel_spacing_mm(affine)
+    where = np.argwhere(labels == femur)
+    if len(where) < min_points:
+        return None
+    margin = np.ceil(contact_mm / spacing).astype(int) + 1
+    lo = np.maximum(where.min(0) - margin, 0)
+    hi = np.minimum(where.max(0) + margin + 1, labels.shape)
+    crop = labels[lo[0]:hi[0], lo[1]:hi[1], lo[2]:hi[2]]
+    bone = crop == femur
+    surface = bone & ~ndimage.binary_erosion(bone)
+    facing = surface & (distance_to_class(crop, hip, spacing_mm=spacing) <= contact_mm)
+    if np.count_nonzero(facing) < min_points:
+        return None
+    points = apply_affine(affine, np.argwhere(facing) + lo)
+    design = np.column_stack([2.0 * points, np.ones(len(points))])
+    solution = np.linalg.lstsq(design, np.sum(points**2, axis=1), rcond=None)[0]
+    centre = solution[:3]
+    return centre, float(np.sqrt(solution[3] + centre @ centre))
+
+
+def rotation_matrix(angles_deg: np.ndarray) -> np.ndarray:
+    """Rotation by ``angles_deg`` (3,) about the x, then y, then z axis, shape (3, 3)."""
+    matrix = np.eye(3)
+    for axis, angle in enumerate(np.radians(angles_deg)):
+        c, s = np.cos(angle), np.sin(angle)
+        i, j = [a for a in range(3) if a != axis]
+        turn = np.eye(3)
+        turn[i, i], turn[i, j], turn[j, i], turn[j, j] = c, -s, s, c
+        matrix = turn @ matrix
+    return matrix
+
+
+def rotate_femur(labels: np.ndarray, affine: np.ndarray, femur: int, centre_mm: np.ndarray,
+                 rotation: np.ndarray) -> np.ndarray:
+    """``labels`` with bone ``femur`` turned by ``rotation`` about ``centre_mm`` (RAS mm).
+
+    The moved bone takes only background voxels (where it would enter another bone, that bone
+    is kept) and leaves background where it was; nearest-neighbour sampling, same grid.
+
+    Parameters
+    ----------
+    labels : ndarray, shape (X, Y, Z), integer
+    affine : ndarray, shape (4, 4)
+    femur : int
+    centre_mm : ndarray, shape (3,)
+    rotation : ndarray, shape (3, 3)
+        Acts on RAS mm.
+
+    Returns
+    -------
+    ndarray, shape (X, Y, Z), the dtype of ``labels``
+    """
+    affine = np.asarray(affine, np.float64)
+    mask = labels == femur
+    out = np.where(mask, np.zeros((), labels.dtype), labels)
+    where = np.argwhere(mask)
+    if len(where) == 0:
+        return out
+    src_lo, src_hi = where.min(0), where.max(0) + 1
+    # voxel -> voxel map of the target onto the source: A^-1 (c + R^T (A q - c))
+    about = np.eye(4)
+    about[:3, :3] = rotation.T
+    about[:3, 3] = centre_mm - rotation.T @ centre_mm
+    to_source = np.linalg.inv(affine) @ about @ affine
+    corners = np.array([[src_lo[0], src_lo[1], src_lo[2]], [src_hi[0], src_hi[1], src_hi[2]]])
+    box = np.array(np.meshgrid(*corners.T, indexing="ij")).reshape(3, -1).T
+    moved = apply_affine(np.linalg.inv(to_source), box)
+    lo = np.clip(np.floor(moved.min(0)).astype(int) - 1, 0, labels.shape)
+    hi = np.clip(np.ceil(moved.max(0)).astype(int) + 2, 0, labels.shape)
+    if np.any(hi <= lo):
+        return out
+    # one voxel of padding: scipy's "constant" mode drops points a rounding error past the edge
+    source = np.pad(mask[src_lo[0]:src_hi[0], src_lo[1]:src_hi[1], src_lo[2]:src_hi[2]], 1)
+    turned = ndimage.affine_transform(
+        source.view(np.uint8), to_source[:3, :3],
+        offset=to_source[:3, :3] @ lo + to_source[:3, 3] - src_lo + 1,
+        output_shape=tuple(hi - lo), order=0, mode="constant", cval=0).astype(bool)
+    target = out[lo[0]:hi[0], lo[1]:hi[1], lo[2]:hi[2]]
+    target[turned & (target == 0)] = femur
+    return out
+
+
 def resample_labels(labels: np.ndarray, affine: np.ndarray,
                     spacing_mm: tuple[float, float, float],
                     shift: tuple[float, float, float] = (0.0, 0.0, 0.0),
@@ -145,7 +264,8 @@ def nearest_indices(shape: tuple[int, ...], old_spacing_mm: np.ndarray,
 
 def make_variant(labels: np.ndarray, affine: np.ndarray, rng: np.random.Generator,
                  settings: VariantSettings | None = None) -> tuple[np.ndarray, bool]:
-    """A new anatomy from one map: maybe mirrored, scaled and smoothly deformed.
+    """A new anatomy from one map: maybe mirrored, each leg posed anew, scaled and smoothly
+    deformed.
 
     Returns
     -------
@@ -156,6 +276,13 @@ def make_variant(labels: np.ndarray, affine: np.ndarray, rng: np.random.Generato
     mirrored = bool(rng.random() < settings.mirror_probability)
     if mirrored:
         labels = mirror_left_right(labels, affine)
+    limit = settings.max_femur_rotation_deg
+    for femur, hip in FEMUR_SOCKETS:
+        # drawn at every limit, so a variant without the turn has the same size and bending
+        angles = rng.uniform(-limit, limit, size=3)
+        head = femoral_head_sphere(labels, affine, femur, hip) if limit > 0 else None
+        if head is not None:
+            labels = rotate_femur(labels, affine, femur, head[0], rotation_matrix(angles))
     scale = float(rng.uniform(*settings.scale_range))
     out = deform_labels(labels, affine, rng, scale=scale,
                         max_displacement_mm=settings.max_displacement_mm,

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -19,12 +19,16 @@ from hipseg.runtime.device import physical_memory_bytes
 from hipseg.training.weightmaps import cached_weight_map
 from hipseg.views.grid import ViewGrid
 from hipseg.views.sampling import sample_planes
+from hipseg.weights import joint_space_voxels
 
 __all__ = ["PlaneSampler", "TrainingScan", "coarsen_dim", "load_training_scans",
            "measure_plane_size"]
 
-#: Foreground voxels kept per scan to aim planes at bone (a random subset is plenty).
+#: Foreground (and joint-space) voxels kept per scan to aim planes at (a random subset is plenty).
 MAX_FOREGROUND_POINTS = 20_000
+#: Widest joint space that ``sampling.joint_plane_fraction`` aims planes at, mm: the coarse
+#: labels' default (docs/phantom.md), wider than any hip joint space (2-5 mm).
+JOINT_SPACE_MM = 8.0
 
 
 @dataclass(frozen=True, eq=False)
@@ -32,8 +36,9 @@ class TrainingScan:
     """A pre-processed scan ready for plane sampling.
 
     ``image`` and ``labels`` are ``(1, X, Y, Z)`` float32 tensors; ``weights`` the loss weight
-    map ``(1, X, Y, Z)`` float32, or None when the loss is unweighted; ``foreground_mm`` is
-    ``(N, 3)`` RAS positions of (a subset of) foreground voxels.
+    map ``(1, X, Y, Z)`` float32, or None when the loss is unweighted; ``foreground_mm`` and
+    ``joint_mm`` are ``(N, 3)`` RAS positions of (a subset of) foreground and joint-space
+    voxels (``joint_mm`` empty unless ``sampling.joint_plane_fraction`` asks for it).
     """
 
     case_id: str
@@ -46,6 +51,7 @@ class TrainingScan:
     fill_value: tuple[float, ...]
     foreground_mm: np.ndarray
     weights: torch.Tensor | None = None
+    joint_mm: np.ndarray = field(default_factory=lambda: np.zeros((0, 3)))
 
 
 def load_training_scans(cases: list[Case], config: HipsegConfig, device: torch.device,
@@ -81,10 +87,11 @@ def load_training_scans(cases: list[Case], config: HipsegConfig, device: torch.d
                 lateral_channel=config.model.lateral_channel)
         except VolumeError as err:
             raise InputError(case.image, str(err)) from None
-        ijk = np.argwhere(labels.data > 0)
-        if len(ijk) > MAX_FOREGROUND_POINTS:
-            ijk = ijk[rng.choice(len(ijk), MAX_FOREGROUND_POINTS, replace=False)]
-        foreground_mm = ijk @ image.affine[:3, :3].T + image.affine[:3, 3]
+        foreground_mm = _points_mm(labels.data > 0, image.affine, rng)
+        joint_mm = np.zeros((0, 3))
+        if config.sampling.joint_plane_fraction > 0:
+            joint_mm = _points_mm(joint_space_voxels(labels.data, image.spacing_mm,
+                                                     JOINT_SPACE_MM), image.affine, rng)
         weights = None
         if config.weight_map.needs_weights:
             weights = torch.from_numpy(cached_weight_map(case, labels, config.weight_map,
@@ -100,8 +107,17 @@ def load_training_scans(cases: list[Case], config: HipsegConfig, device: torch.d
             fill_value=tuple(fill_values.tolist()),
             foreground_mm=foreground_mm,
             weights=weights,
+            joint_mm=joint_mm,
         ))
     return scans
+
+
+def _points_mm(mask: np.ndarray, affine: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """RAS positions (N, 3) of the voxels of ``mask``, at most ``MAX_FOREGROUND_POINTS``."""
+    ijk = np.argwhere(mask)
+    if len(ijk) > MAX_FOREGROUND_POINTS:
+        ijk = ijk[rng.choice(len(ijk), MAX_FOREGROUND_POINTS, replace=False)]
+    return ijk @ affine[:3, :3].T + affine[:3, 3]
 
 
 def measure_plane_size(shapes: list[tuple[int, int, int]], extents_mm: list[np.ndarray],
@@ -143,15 +159,17 @@ def coarsen_dim(dim: int, sphere_diameter_mm: float, min_pixel_spacing_mm: float
 class PlaneSampler:
     """Cuts random training planes: a random scan, a random view, a random plane.
 
-    A fraction ``foreground_plane_fraction`` of the planes passes through a random bone voxel,
-    the rest lie uniformly within the sphere.
+    A fraction ``joint_plane_fraction`` of the planes passes through a random joint-space
+    voxel, ``foreground_plane_fraction`` through a random bone voxel, the rest lie uniformly
+    within the sphere.
     """
 
     #: Planes get the elastic augmentation (SPEC step 5).
     elastic = True
 
     def __init__(self, scans: list[TrainingScan], directions: np.ndarray, dim: int,
-                 pixel_spacing_mm: float, foreground_plane_fraction: float) -> None:
+                 pixel_spacing_mm: float, foreground_plane_fraction: float,
+                 joint_plane_fraction: float = 0.0) -> None:
         if not scans:
             raise ValueError("no training scans")
         self.scans = scans
@@ -159,10 +177,24 @@ class PlaneSampler:
         self.dim = dim
         self.pixel_spacing_mm = pixel_spacing_mm
         self.foreground_plane_fraction = foreground_plane_fraction
+        self.joint_plane_fraction = joint_plane_fraction
 
     def grid(self, scan: TrainingScan, view: int) -> ViewGrid:
         return ViewGrid(self.directions[view], scan.center_mm, self.pixel_spacing_mm,
                         self.dim, self.dim)
+
+    def _aim(self, scan: TrainingScan, rng: np.random.Generator) -> np.ndarray | None:
+        """The points a plane is aimed at (joint space or bone), or None for a uniform one."""
+        if not (len(scan.foreground_mm) or len(scan.joint_mm)):
+            return None
+        draw = rng.random()
+        if draw < self.joint_plane_fraction and len(scan.joint_mm):
+            return scan.joint_mm
+        if (self.joint_plane_fraction <= draw
+                < self.joint_plane_fraction + self.foreground_plane_fraction
+                and len(scan.foreground_mm)):
+            return scan.foreground_mm
+        return None
 
     def sample(self, batch_size: int, rng: np.random.Generator
                ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -182,8 +214,9 @@ class PlaneSampler:
             view = int(rng.integers(len(self.directions)))
             grid = self.grid(scan, view)
             normal = grid.direction / np.linalg.norm(grid.direction)
-            if len(scan.foreground_mm) and rng.random() < self.foreground_plane_fraction:
-                point = scan.foreground_mm[rng.integers(len(scan.foreground_mm))]
+            points = self._aim(scan, rng)
+            if points is not None:
+                point = points[rng.integers(len(points))]
                 offset_mm = float(np.dot(point - scan.center_mm, normal))
             else:
                 half = self.dim * self.pixel_spacing_mm / 2.0

@@ -153,7 +153,8 @@ def complete_geometry(config: HipsegConfig, scans: list, multiple_of: int) -> Hi
 
 def _planes(config: HipsegConfig, scans: list) -> PlaneSampler:
     return PlaneSampler(scans, np.asarray(config.views.directions), config.sampling.dim,
-                        config.sampling.pixel_spacing_mm, config.sampling.foreground_plane_fraction)
+                        config.sampling.pixel_spacing_mm, config.sampling.foreground_plane_fraction,
+                        config.sampling.joint_plane_fraction)
 
 
 def _patches(config: HipsegConfig, scans: list) -> PatchSampler:
