@@ -24,9 +24,11 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from ablation import mean_std
+from real_anatomy import EPS_MM, LABEL_MAPS
 
 from hipseg.collisions import count_collisions
-from hipseg.core.config import ViewConfig
+from hipseg.core.config import ModelConfig, ViewConfig
 from hipseg.core.labels import DEFAULT_LABELS
 from hipseg.evaluation.evaluate import evaluate_case
 from hipseg.fusion import ViewAggregator
@@ -35,10 +37,8 @@ from hipseg.io import read_labels
 from hipseg.views.directions import view_directions
 from hipseg.views.grid import prediction_grid, stack_window
 
-MAPS = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "hip-labels"
-EPS_MM = 2.0
-#: The UNet's pooling factor at the default depth of 4: stacks are cut as the model would cut them.
-SIZE_MULTIPLE = 16
+#: The default UNet's pooling factor: stacks are cut as the model would cut them.
+SIZE_MULTIPLE = 2 ** ModelConfig().depth
 
 
 class Identity(torch.nn.Module):
@@ -77,11 +77,6 @@ def fused_reference(labels: np.ndarray, affine: np.ndarray, center_mm: np.ndarra
     return aggregator.finalize()[1].numpy().astype(np.uint8)
 
 
-def _cell(values: list[float], digits: int) -> str:
-    spread = statistics.stdev(values) if len(values) > 1 else 0.0
-    return f"{statistics.mean(values):.{digits}f} ± {spread:.{digits}f}"
-
-
 def format_tables(rows: dict[float, list[dict]], own_collisions: list[float]) -> str:
     """The summary table (one row per pixel spacing, then the maps' own |E|) and GapDice per class."""
     lines = ["| pixel (mm) | Dice | GapDice | worst GapDice | HD95 (mm) | abs(E) | round trip s |",
@@ -90,10 +85,10 @@ def format_tables(rows: dict[float, list[dict]], own_collisions: list[float]) ->
         column = {key: [row[key] for row in scored]
                   for key in ("dice_mean", "gap_dice_mean", "hd95_mean", "collisions", "seconds")}
         lines.append(
-            f"| {pixel_mm:g} | {_cell(column['dice_mean'], 4)} | {_cell(column['gap_dice_mean'], 4)} | "
-            f"{min(column['gap_dice_mean']):.4f} | {_cell(column['hd95_mean'], 2)} | "
-            f"{_cell(column['collisions'], 0)} | {statistics.median(column['seconds']):.0f} |")
-    lines.append(f"| the maps themselves | 1 | 1 | 1 | 0 | {_cell(own_collisions, 0)} | |")
+            f"| {pixel_mm:g} | {mean_std(column['dice_mean'], 4)} | {mean_std(column['gap_dice_mean'], 4)} | "
+            f"{min(column['gap_dice_mean']):.4f} | {mean_std(column['hd95_mean'], 2)} | "
+            f"{mean_std(column['collisions'], 0)} | {statistics.median(column['seconds']):.0f} |")
+    lines.append(f"| the maps themselves | 1 | 1 | 1 | 0 | {mean_std(own_collisions, 0)} | |")
     names = DEFAULT_LABELS.names[1:]
     lines += ["", "GapDice per class (mean over the maps)", "",
               "| pixel (mm) | " + " | ".join(names) + " |", "|---" * (len(names) + 1) + "|"]
@@ -105,7 +100,7 @@ def format_tables(rows: dict[float, list[dict]], own_collisions: list[float]) ->
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--maps", type=Path, default=MAPS, help="folder of real label maps")
+    parser.add_argument("--maps", type=Path, default=LABEL_MAPS, help="folder of real label maps")
     parser.add_argument("--cases", type=int, default=6, help="first N maps by name (default 6)")
     parser.add_argument("--pixel-mm", type=float, nargs="+", default=[1.0, 1.5, 2.0, 2.5, 3.0])
     parser.add_argument("--threads", type=int, default=2)

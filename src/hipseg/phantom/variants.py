@@ -14,6 +14,7 @@ from scipy import ndimage
 
 from hipseg.core.volume import apply_affine, array_axis_nearest, voxel_spacing_mm
 from hipseg.distances import distance_to_class
+from hipseg.metrics import surface_voxels
 
 __all__ = ["VariantSettings", "deform_labels", "femoral_head_sphere", "make_variant",
            "mirror_left_right", "nearest_indices", "resample_labels", "rotate_femur",
@@ -146,9 +147,7 @@ def femoral_head_sphere(labels: np.ndarray, affine: np.ndarray, femur: int, hip:
     lo = np.maximum(where.min(0) - margin, 0)
     hi = np.minimum(where.max(0) + margin + 1, labels.shape)
     crop = labels[lo[0]:hi[0], lo[1]:hi[1], lo[2]:hi[2]]
-    bone = crop == femur
-    surface = bone & ~ndimage.binary_erosion(bone)
-    facing = surface & (distance_to_class(crop, hip, spacing_mm=spacing) <= contact_mm)
+    facing = surface_voxels(crop == femur) & (distance_to_class(crop, hip, spacing_mm=spacing) <= contact_mm)
     if np.count_nonzero(facing) < min_points:
         return None
     points = apply_affine(affine, np.argwhere(facing) + lo)
@@ -159,7 +158,12 @@ def femoral_head_sphere(labels: np.ndarray, affine: np.ndarray, femur: int, hip:
 
 
 def rotation_matrix(angles_deg: np.ndarray) -> np.ndarray:
-    """Rotation by ``angles_deg`` (3,) about the x, then y, then z axis, shape (3, 3)."""
+    """Rotation by ``angles_deg`` (3,) about the x, then y, then z axis, shape (3, 3).
+
+    Each turn takes the next axis towards the one after it (y towards z, z towards x, x towards
+    y), so the y turn is the right-hand rule's turn by minus its angle; the angles are drawn
+    symmetric about 0, so that sign does not change what the variants look like.
+    """
     matrix = np.eye(3)
     for axis, angle in enumerate(np.radians(angles_deg)):
         c, s = np.cos(angle), np.sin(angle)
