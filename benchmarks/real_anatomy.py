@@ -34,7 +34,10 @@ a user would see. Rows:
   variants *and* the coarse labels of the pre-training scans, the loss ignoring
   ``IGNORE_CONTACTS_MM`` around every bone contact (where the coarse labels closed a joint
   space): the variety of many people's bones and the gaps of the accurate ones at once,
-  instead of one after the other.
+  instead of one after the other;
+- ``unet3d-variants``: the ablation's 3D UNet baseline on the data of ``no-pretrain-variants``
+  (from scratch, weight map, as many epochs): cubic patches of ``UNET3D`` voxels of the scan's
+  own grid, predicted by a sliding window, instead of the multi-planar 2D UNet.
 
 Scores per test scan, mean +- std: Dice, GapDice, HD95, ASSD (mm), per class and mean; |E|
 (eps 2 mm) after symmetric connected components and before the gap guarantee; "sides": the
@@ -84,9 +87,13 @@ from hipseg.postprocess import symmetric_components
 LABEL_MAPS = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "hip-labels"
 HIPSEG = [sys.executable, "-m", "hipseg"]
 ROWS = ("full", "no-lateral", "split-val", "no-weightmap", "no-pretrain", "ignore-contacts",
-        "ignore-contacts-long", "ignore-contacts-lr", "weightmap-pretrain", "no-pretrain-variants", "mixed")
+        "ignore-contacts-long", "ignore-contacts-lr", "weightmap-pretrain", "no-pretrain-variants", "mixed",
+        "unet3d-variants")
 #: New anatomies made from each of the 2 accurate maps for ``no-pretrain-variants``.
 VARIANTS = 4
+#: The 3D UNet baseline's ``hipseg train`` options, as ``benchmarks/ablation.py`` sizes it.
+UNET3D = ("--architecture", "unet3d", "--base-width", "8", "--depth", "3", "--patch-vox", "48",
+          "--batch-size", "2")
 #: Half-width of the ignored band: half the widest joint space (5 mm) plus 1.5 mm of margin.
 IGNORE_CONTACTS_MM = 4.0
 #: Written into a model folder when its training has finished.
@@ -318,6 +325,11 @@ def models_of_row(row: str, root: Path, data: dict[str, Path], schedule: Schedul
             data["finetune2-variants"], models / name, schedule, coarse=False,
             lateral=True, epochs=schedule.pretrain_epochs + schedule.finetune_epochs,
             weight_map=True))]
+    if row == "unet3d-variants":
+        return [("unet3d-variants-2", [*train_args(
+            data["finetune2-variants"], models / "unet3d-variants-2", schedule, coarse=False,
+            lateral=True, epochs=schedule.pretrain_epochs + schedule.finetune_epochs,
+            weight_map=True), *UNET3D])]
     if row == "mixed":
         return [("mixed-2", train_args(
             data["mixed"], models / "mixed-2", schedule, coarse=False, lateral=True,
@@ -453,7 +465,7 @@ def main() -> None:
     data = make_data(root / "data", schedule, args.seed)
     if args.variants < 1 or (args.variants != VARIANTS and "mixed" in args.rows):
         raise SystemExit(f"--variants must be at least 1, and {VARIANTS} with the mixed row")
-    if {"no-pretrain-variants", "mixed"} & set(args.rows):
+    if {"no-pretrain-variants", "unet3d-variants", "mixed"} & set(args.rows):
         data["finetune2-variants"] = make_variants(root / "data", args.seed, schedule.spacing_mm,
                                                    args.variants, args.femur_rotation_deg)
     if "mixed" in args.rows:

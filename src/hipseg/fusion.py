@@ -108,6 +108,19 @@ class ViewAggregator:
             self._covering[start:stop] += covered.to(torch.uint8)
         self._n_views += 1
 
+    def swap_classes(self, pairs: Iterable[tuple[int, int]]) -> None:
+        """Exchange the running sums and votes of each pair of class ids, in place.
+
+        Views of a mirrored scan (:func:`hipseg.core.volume.mirrored_affine`) name the sides
+        the other way round: swapping before and after adding them fuses them with the others
+        without a second set of buffers.
+        """
+        for a, b in pairs:
+            for buffer in (self._sum, self._votes):
+                kept = buffer[a].clone()
+                buffer[a] = buffer[b]
+                buffer[b] = kept
+
     def finalize(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Fuse the views.
 

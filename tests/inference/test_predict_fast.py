@@ -23,8 +23,8 @@ def _ct(rng, shape=(18, 14, 12)):
     return (np.where(bone, 700.0, 40.0) + rng.normal(0, 30, shape)).astype(np.float32)
 
 
-def reference_probabilities(model, image: Volume) -> np.ndarray:
-    """Every plane of every whole view in float32, 3D grid_sample back, summed, normalised."""
+def reference_sums(model, image: Volume) -> np.ndarray:
+    """Every plane of every whole view in float32, 3D grid_sample back, summed."""
     config, network = model.config, model.network
     channels, fills = network_input(image.data, image.affine,
                                     clip_below_hu=config.preprocess.clip_below_hu,
@@ -46,7 +46,13 @@ def reference_probabilities(model, image: Volume) -> np.ndarray:
         sample_grid = torch.from_numpy(normalised[::-1].T.copy()).float().reshape(
             1, *image.shape, 3)
         total += F.grid_sample(stack[None], sample_grid, align_corners=True)[0]
-    return (total / total.sum(0).clamp(min=1e-12)).numpy()
+    return total.numpy()
+
+
+def reference_probabilities(model, image: Volume) -> np.ndarray:
+    """:func:`reference_sums`, normalised to sum to 1 in every voxel."""
+    total = reference_sums(model, image)
+    return total / np.maximum(total.sum(0), 1e-12)
 
 
 def test_fast_path_equals_the_reference_in_float32(tiny_model_dir, rng):

@@ -36,6 +36,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                         "and pasted back onto the input's grid (background elsewhere)")
     p.add_argument("--crop-margin-mm", type=float_in(0.0, 500.0), default=20.0, metavar="MM",
                    help="margin around the coarsely found bones (default 20)")
+    p.add_argument("--mirror", action="store_true",
+                   help="also predict the scan mirrored across the body's midline (side ids "
+                        "swapped back) and fuse both: twice the time, the same memory "
+                        "(docs/accuracy.md measures what it gains)")
     p.add_argument("--save-probabilities", action="store_true",
                    help="also write <case>_probabilities.nii.gz (fused, classes last)")
     p.add_argument("--save-uncertainty", action="store_true",
@@ -78,7 +82,8 @@ def run(args: argparse.Namespace) -> None:
                              max_memory_gb=args.max_memory_gb,
                              output_format=args.output_format, series_uid=args.series_uid,
                              precision=args.precision,
-                             crop_margin_mm=args.crop_margin_mm if args.crop else None)
+                             crop_margin_mm=args.crop_margin_mm if args.crop else None,
+                             mirror=args.mirror)
     device = select_device(args.device)
     inputs = select_part(args.inputs, args.num_parts, args.part_id)
     model = load_model(args.model, device)

@@ -42,6 +42,15 @@ class LabelTable:
         """Ids of all classes except background."""
         return tuple(range(1, len(self.names)))
 
+    @property
+    def mirrored_ids(self) -> tuple[int, ...]:
+        """``mirrored_ids[i]``: the id of class ``i`` on the patient's other side (``i`` for a
+        class without a pair), i.e. the id mapping of a left/right mirror image."""
+        ids = list(range(self.n_classes))
+        for right, left in self.symmetric_pairs:
+            ids[right], ids[left] = left, right
+        return tuple(ids)
+
     def id_of(self, name: str) -> int:
         """Return the id of class ``name``; raise ``KeyError`` naming the known classes."""
         try:

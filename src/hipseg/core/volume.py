@@ -6,8 +6,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["Volume", "apply_affine", "array_axis_nearest", "patient_side_of_voxels",
-           "voxel_spacing_mm"]
+__all__ = ["Volume", "apply_affine", "array_axis_nearest", "mirrored_affine",
+           "patient_side_of_voxels", "voxel_spacing_mm"]
 
 
 def voxel_spacing_mm(affine: np.ndarray) -> np.ndarray:
@@ -41,6 +41,32 @@ def apply_affine(affine: np.ndarray, points: np.ndarray) -> np.ndarray:
     """
     affine = np.asarray(affine, dtype=np.float64)
     return np.asarray(points, dtype=np.float64) @ affine[:3, :3].T + affine[:3, 3]
+
+
+def mirrored_affine(affine: np.ndarray, midline_x_mm: float) -> np.ndarray:
+    """The affine that puts the same voxels mirrored across the sagittal plane at ``midline_x_mm``.
+
+    The data do not move, only where scanner space places them: the patient's left becomes the
+    right. Anything that reads the scan in scanner space (planes, the lateral channel) then
+    sees a mirrored patient on the same voxel grid, so its output per voxel can be compared
+    with, or added to, the unmirrored one once the side ids are swapped.
+
+    Parameters
+    ----------
+    affine : ndarray, shape (4, 4)
+        Voxel-to-RAS affine, mm.
+    midline_x_mm : float
+        RAS x of the mirror plane.
+
+    Returns
+    -------
+    ndarray, shape (4, 4), float64
+        ``R @ affine`` with ``R`` the reflection ``x -> 2 * midline_x_mm - x`` (its
+        determinant is -1: the handedness of the voxel axes flips).
+    """
+    reflection = np.diag([-1.0, 1.0, 1.0, 1.0])
+    reflection[0, 3] = 2.0 * midline_x_mm
+    return reflection @ np.asarray(affine, dtype=np.float64)
 
 
 def patient_side_of_voxels(affine: np.ndarray, ijk: np.ndarray, midline_x_mm: float) -> np.ndarray:

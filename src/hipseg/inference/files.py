@@ -49,6 +49,8 @@ class PredictOptions:
     precision: str = "auto"
     #: Crop to the hip region found by a coarse pass, with this margin in mm (None: no crop).
     crop_margin_mm: float | None = None
+    #: Also predict the scan mirrored across the body's midline and fuse both (2x the time).
+    mirror: bool = False
 
 
 @dataclass(frozen=True)
@@ -178,11 +180,13 @@ def predict_files(model: LoadedModel, inputs: list[Path], out_dir: Path, *,
             try:
                 if options.crop_margin_mm is None:
                     prediction = predict_volume(model, image, max_memory_bytes=max_memory,
-                                                progress=progress, precision=options.precision)
+                                                progress=progress, precision=options.precision,
+                                                mirror=options.mirror)
                 else:
                     prediction = predict_hip_region(model, image, margin_mm=options.crop_margin_mm,
                                                     max_memory_bytes=max_memory, progress=progress,
-                                                    precision=options.precision)
+                                                    precision=options.precision,
+                                                    mirror=options.mirror)
             except VolumeError as err:
                 raise InputError(path, str(err)) from None
             _check_finite(prediction, model)

@@ -11,11 +11,11 @@ import torch
 from tqdm import tqdm
 
 from hipseg.core.errors import VolumeError
-from hipseg.core.volume import Volume
+from hipseg.core.volume import Volume, mirrored_affine
 from hipseg.fusion import ViewAggregator
 from hipseg.inference.predict3d import predict_probabilities_3d
 from hipseg.models.unet2d import fused_for_inference
-from hipseg.preprocess import network_input
+from hipseg.preprocess import body_midline_x_mm, network_input
 from hipseg.runtime.device import autocast_dtype, physical_memory_bytes
 from hipseg.runtime.model_io import LoadedModel
 from hipseg.views.grid import StackWindow, ViewGrid, prediction_grid, stack_window
@@ -88,10 +88,17 @@ def view_geometry(model: LoadedModel, image: Volume, context_px: int | None = DE
     return geometry
 
 
+def mirrored_volume(image: Volume) -> Volume:
+    """``image`` seen mirrored across the body's midline (:func:`body_midline_x_mm`): the same
+    voxels, the patient's sides exchanged in scanner space."""
+    return Volume(image.data, mirrored_affine(image.affine,
+                                              body_midline_x_mm(image.data, image.affine)))
+
+
 def predict_volume(model: LoadedModel, image: Volume, *, batch_size: int = 16,
                    max_memory_bytes: int | None = None, progress: bool = True,
-                   precision: str = "auto", context_px: int | None = DEFAULT_CONTEXT_PX
-                   ) -> Prediction:
+                   precision: str = "auto", context_px: int | None = DEFAULT_CONTEXT_PX,
+                   mirror: bool = False) -> Prediction:
     """Segment one scan with all of the model's views (SPEC step 7), or with the 3D
     baseline's sliding window (:data:`PREDICTORS` by ``model.architecture``).
 
@@ -111,6 +118,10 @@ def predict_volume(model: LoadedModel, image: Volume, *, batch_size: int = 16,
         Autocast dtype of the network (:func:`hipseg.runtime.device.autocast_dtype`).
     context_px : int or None
         Pixels of air kept around the scan in each plane; ``None`` predicts whole planes.
+    mirror : bool
+        Also predict the scan mirrored across the body's midline (:func:`mirrored_volume`),
+        swap the side ids of that prediction back, and fuse both: twice the network's work,
+        the same memory. A test-time augmentation, measured in docs/accuracy.md.
 
     Raises
     ------
@@ -119,20 +130,25 @@ def predict_volume(model: LoadedModel, image: Volume, *, batch_size: int = 16,
     """
     return PREDICTORS[model.config.model.architecture](
         model, image, batch_size=batch_size, max_memory_bytes=max_memory_bytes,
-        progress=progress, precision=precision, context_px=context_px)
+        progress=progress, precision=precision, context_px=context_px, mirror=mirror)
 
 
 def _predict_patches(model: LoadedModel, image: Volume, *, progress: bool = True,
-                     **_: object) -> Prediction:
+                     mirror: bool = False, **_: object) -> Prediction:
     """The ablation's 3D baseline: a sliding window, no views to fuse (no disagreement)."""
     probabilities = predict_probabilities_3d(model, image, progress=progress)
+    if mirror:
+        swapped = list(model.config.labels.mirrored_ids)
+        probabilities += predict_probabilities_3d(model, mirrored_volume(image),
+                                                  progress=progress)[swapped]
+        probabilities /= 2.0
     return Prediction(probabilities.argmax(0).astype(np.uint8), probabilities,
                       np.zeros(image.shape, np.float32))
 
 
 def _predict_views(model: LoadedModel, image: Volume, *, batch_size: int,
                    max_memory_bytes: int | None, progress: bool, precision: str,
-                   context_px: int | None) -> Prediction:
+                   context_px: int | None, mirror: bool) -> Prediction:
     """Every plane of every view of the model, fused (see :func:`predict_volume`)."""
     config, network, device = model.config, model.network, model.device
     limit = int(0.8 * physical_memory_bytes()) if max_memory_bytes is None else max_memory_bytes
@@ -144,22 +160,30 @@ def _predict_views(model: LoadedModel, image: Volume, *, batch_size: int,
         raise VolumeError(f"predicting this {image.shape} scan needs about {needed / 2**30:.3g} "
                           f"GiB, more than the limit of {limit / 2**30:.3g} GiB (--max-memory-gb); "
                          "crop the scan or raise the limit")
-    channels, fill_values = network_input(image.data, image.affine,
-                                          clip_below_hu=config.preprocess.clip_below_hu,
-                                          lateral_channel=config.model.lateral_channel)
-    volume = torch.from_numpy(channels).to(device)
-    fill_value = tuple(fill_values.tolist())
     fast = fused_for_inference(network).to(memory_format=torch.channels_last)
     dtype = autocast_dtype(device, precision)
     aggregator = ViewAggregator(config.labels.n_classes, image.shape, device=device)
-    directions = np.asarray(config.views.directions)
-    for view, (_, window, to_voxel) in enumerate(view_geometry(model, image, context_px)):
-        stack = predict_stack(fast, volume, to_voxel, window, fill_value=fill_value,
-                              batch_size=batch_size, autocast=dtype,
-                              progress_desc=f"view {view + 1}/{len(directions)}" if progress
-                              else None)
-        aggregator.add_stack(stack, to_voxel)
-        del stack
+    n_views = len(config.views.directions)
+    seen_as = [image, mirrored_volume(image)] if mirror else [image]
+    for i, seen in enumerate(seen_as):
+        if i:  # the mirrored views call the patient's right side left
+            aggregator.swap_classes(config.labels.symmetric_pairs)
+        channels, fill_values = network_input(seen.data, seen.affine,
+                                              clip_below_hu=config.preprocess.clip_below_hu,
+                                              lateral_channel=config.model.lateral_channel)
+        volume = torch.from_numpy(channels).to(device)
+        del channels
+        fill_value = tuple(fill_values.tolist())
+        for view, (_, window, to_voxel) in enumerate(view_geometry(model, seen, context_px)):
+            label = f"view {view + 1}/{n_views}" + (" mirrored" if i else "")
+            stack = predict_stack(fast, volume, to_voxel, window, fill_value=fill_value,
+                                  batch_size=batch_size, autocast=dtype,
+                                  progress_desc=label if progress else None)
+            aggregator.add_stack(stack, to_voxel)
+            del stack
+        del volume
+        if i:
+            aggregator.swap_classes(config.labels.symmetric_pairs)
     summed, labels, disagreement = aggregator.finalize()
     summed /= summed.sum(0).clamp(min=1e-12)  # in place: the sum is not needed any more
     return Prediction(labels=labels.cpu().numpy(), probabilities=summed.cpu().numpy(),

@@ -1,0 +1,78 @@
+"""What ``hipseg predict --mirror`` gains and costs: one trained model, its test scans, with and
+without the mirrored pass.
+
+For each scan (``TEST/images`` with ``TEST/labels``, e.g. a ``real_anatomy.py`` work folder's
+``data/test``) the model predicts twice in this process, plain (the baseline) and with
+``mirror=True`` (the scan also seen mirrored across the body's midline, its side ids swapped
+back, both fused). Both are scored as ``real_anatomy.py`` scores, after symmetric connected
+components and before the gap guarantee: Dice, GapDice, HD95 (mm), |E| (eps 2 mm). Seconds are
+the network passes and fusion alone (reading and scoring not counted); the ratio is against
+the plain prediction of the same scan in the same run.
+
+Usage: python benchmarks/mirror_tta.py MODEL TEST [--threads N]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from ablation import mean_std
+from real_anatomy import scan_scores
+
+from hipseg.core.labels import DEFAULT_LABELS
+from hipseg.inference.volume import predict_volume
+from hipseg.io import find_cases, read_image, read_labels
+from hipseg.postprocess import symmetric_components
+from hipseg.runtime.device import select_device
+from hipseg.runtime.model_io import load_model
+
+COLUMNS = (("Dice", "dice_mean", 4), ("GapDice", "gap_dice_mean", 4), ("HD95 mm", "hd95_mean", 2),
+           ("abs(E)", "collisions", 0))
+
+
+def scored(model, image, reference: np.ndarray, mirror: bool) -> tuple[float, dict]:
+    """Seconds of one prediction and its scores."""
+    started = time.perf_counter()
+    raw = predict_volume(model, image, progress=False, mirror=mirror).labels
+    seconds = time.perf_counter() - started
+    labels = symmetric_components(raw, DEFAULT_LABELS)
+    return seconds, scan_scores(labels, reference, image.spacing_mm)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("model", type=Path)
+    parser.add_argument("test", type=Path, help="folder with images/ and labels/")
+    parser.add_argument("--threads", type=int, default=2)
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    model = load_model(args.model, select_device("auto"))
+    header = " | ".join(f"{name} plain | {name} mirror" for name, _, _ in COLUMNS)
+    print(f"| scan | {header} | plain s | mirror s | ratio |")
+    print("|---" * (3 + 2 * len(COLUMNS)) + "|")
+    rows = []
+    for case in find_cases(args.test / "images", args.test / "labels"):
+        image = read_image(case.image)
+        reference = read_labels(case.labels, DEFAULT_LABELS, reference=image).data
+        plain = scored(model, image, reference, mirror=False)
+        mirrored = scored(model, image, reference, mirror=True)
+        rows.append((plain, mirrored))
+        cells = " | ".join(f"{plain[1][key]:.{d}f} | {mirrored[1][key]:.{d}f}"
+                           for _, key, d in COLUMNS)
+        print(f"| {case.case_id} | {cells} | {plain[0]:.0f} | {mirrored[0]:.0f} | "
+              f"{mirrored[0] / plain[0]:.2f} |", flush=True)
+    cells = " | ".join(f"{mean_std([p[1][key] for p, _ in rows], d)} | "
+                       f"{mean_std([m[1][key] for _, m in rows], d)}" for _, key, d in COLUMNS)
+    ratios = [m[0] / p[0] for p, m in rows]
+    print(f"| mean ± std | {cells} | {statistics.median(p[0] for p, _ in rows):.0f} | "
+          f"{statistics.median(m[0] for _, m in rows):.0f} | {statistics.median(ratios):.2f} "
+          "(median) |")
+
+
+if __name__ == "__main__":
+    main()
