@@ -6,8 +6,8 @@ For each scan (``TEST/images`` with ``TEST/labels``, e.g. a ``real_anatomy.py`` 
 ``mirror=True`` (the scan also seen mirrored across the body's midline, its side ids swapped
 back, both fused). Both are scored as ``real_anatomy.py`` scores, after symmetric connected
 components and before the gap guarantee: Dice, GapDice, HD95 (mm), |E| (eps 2 mm). Seconds are
-the network passes and fusion alone (reading and scoring not counted); the ratio is against
-the plain prediction of the same scan in the same run.
+``predict_volume`` alone (input channels, network, fusion; reading and scoring not
+counted); the ratio is against the plain prediction of the same scan in the same run.
 
 Usage: python benchmarks/mirror_tta.py MODEL TEST [--threads N]
 """

@@ -38,8 +38,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="margin around the coarsely found bones (default 20)")
     p.add_argument("--mirror", action="store_true",
                    help="also predict the scan mirrored across the body's midline (side ids "
-                        "swapped back) and fuse both: twice the time, the same memory "
-                        "(docs/accuracy.md measures what it gains)")
+                        "swapped back) and fuse both: twice the network's work (1.5-1.6x the "
+                        "time measured), the same memory; docs/accuracy.md run 6")
     p.add_argument("--save-probabilities", action="store_true",
                    help="also write <case>_probabilities.nii.gz (fused, classes last)")
     p.add_argument("--save-uncertainty", action="store_true",

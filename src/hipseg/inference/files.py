@@ -49,7 +49,7 @@ class PredictOptions:
     precision: str = "auto"
     #: Crop to the hip region found by a coarse pass, with this margin in mm (None: no crop).
     crop_margin_mm: float | None = None
-    #: Also predict the scan mirrored across the body's midline and fuse both (2x the time).
+    #: Also predict the scan mirrored across the body's midline and fuse both (twice the network's work).
     mirror: bool = False
 
 
