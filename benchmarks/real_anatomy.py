@@ -89,6 +89,8 @@ HIPSEG = [sys.executable, "-m", "hipseg"]
 ROWS = ("full", "no-lateral", "split-val", "no-weightmap", "no-pretrain", "ignore-contacts",
         "ignore-contacts-long", "ignore-contacts-lr", "weightmap-pretrain", "no-pretrain-variants", "mixed",
         "unet3d-variants")
+#: Rows that train from scratch on accurate labels: they need no coarse pre-training scans.
+FROM_SCRATCH_ROWS = {"no-pretrain", "no-pretrain-variants", "unet3d-variants"}
 #: New anatomies made from each of the 2 accurate maps for ``no-pretrain-variants``.
 VARIANTS = 4
 #: The 3D UNet baseline's ``hipseg train`` options, as ``benchmarks/ablation.py`` sizes it.
@@ -173,8 +175,14 @@ def make_one(job: tuple[Path, Path, int, tuple | None]) -> None:
                         progress=False)
 
 
-def make_data(root: Path, schedule: Schedule, seed: int) -> dict[str, Path]:
-    """Split the maps, link each role's maps into a folder, make the phantoms (2 processes)."""
+def make_data(root: Path, schedule: Schedule, seed: int, *, pretrain: bool,
+              variants: tuple[int, float] | None) -> dict[str, Path]:
+    """Split the maps, link each role's maps into a folder, make the phantoms (2 processes).
+
+    ``pretrain``: make the coarse pre-training scans (rows that train from scratch do not read
+    them). ``variants``: ``(per map, largest femur turn in degrees)`` also makes the 2 accurate
+    maps' new anatomies, in the same pool (``finetune2-variants``).
+    """
     maps = sorted(LABEL_MAPS.glob("*.nii.gz"))
     if len(maps) < schedule.test + schedule.finetune + 1:
         raise SystemExit(f"{LABEL_MAPS}: {len(maps)} label maps, too few for this split")
@@ -184,18 +192,25 @@ def make_data(root: Path, schedule: Schedule, seed: int) -> dict[str, Path]:
              "pretrain": order[schedule.test + schedule.finetune :]}
     folders, jobs = {}, []
     for role, indices in roles.items():
-        folders[role] = root / role
-        if (folders[role] / IMAGES).is_dir():
-            continue  # made by an earlier run with the same seed
         source = root / "maps" / role
         source.mkdir(parents=True, exist_ok=True)
         for i in indices:
             link = source / maps[i].name
             if not link.exists():
                 link.symlink_to(maps[i].resolve())
-        jobs.append((source, folders[role], seed, schedule.spacing_mm))
+        folders[role] = root / role
+        if role == "pretrain" and not pretrain:
+            continue
+        if not (folders[role] / IMAGES).is_dir():  # else made by an earlier run, same seed
+            jobs.append((source, folders[role], seed, schedule.spacing_mm))
     with ProcessPoolExecutor(2) as pool:
-        list(pool.map(make_one, jobs))
+        pending = [pool.submit(make_one, job) for job in jobs]
+        if variants is not None:
+            pending.append(pool.submit(make_variants, root, seed, schedule.spacing_mm, *variants))
+        for future in pending:
+            future.result()
+    if variants is not None:
+        folders["finetune2-variants"] = root / f"finetune2-variants{variants_suffix(variants[0])}"
     subset = root / "finetune2"
     for sub in (IMAGES, LABELS):
         (subset / sub).mkdir(parents=True, exist_ok=True)
@@ -462,12 +477,12 @@ def main() -> None:
     root = args.out.resolve()
     (root / "logs").mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
-    data = make_data(root / "data", schedule, args.seed)
     if args.variants < 1 or (args.variants != VARIANTS and "mixed" in args.rows):
         raise SystemExit(f"--variants must be at least 1, and {VARIANTS} with the mixed row")
-    if {"no-pretrain-variants", "unet3d-variants", "mixed"} & set(args.rows):
-        data["finetune2-variants"] = make_variants(root / "data", args.seed, schedule.spacing_mm,
-                                                   args.variants, args.femur_rotation_deg)
+    wants_variants = bool({"no-pretrain-variants", "unet3d-variants", "mixed"} & set(args.rows))
+    data = make_data(root / "data", schedule, args.seed,
+                     pretrain=not set(args.rows) <= FROM_SCRATCH_ROWS,
+                     variants=(args.variants, args.femur_rotation_deg) if wants_variants else None)
     if "mixed" in args.rows:
         data["mixed"] = make_mixed(root / "data", data["pretrain"], data["finetune2-variants"])
     logger.info("phantoms ready after %.1f min", (time.perf_counter() - started) / 60)
