@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import ndimage
 
+from hipseg.core.labels import DEFAULT_LABELS, LabelTable
 from hipseg.core.volume import apply_affine, array_axis_nearest, voxel_spacing_mm
 from hipseg.distances import distance_to_class
 from hipseg.metrics import surface_voxels
@@ -20,8 +21,6 @@ __all__ = ["VariantSettings", "deform_labels", "femoral_head_sphere", "make_vari
            "mirror_left_right", "nearest_indices", "resample_labels", "rotate_femur",
            "rotation_matrix"]
 
-#: Side swaps of the default label table: femur right/left, hip right/left.
-SIDE_SWAPS: tuple[tuple[int, int], ...] = ((1, 2), (3, 4))
 #: Each femur of the default label table and the hip bone whose acetabulum holds its head.
 FEMUR_SOCKETS: tuple[tuple[int, int], ...] = ((1, 3), (2, 4))
 
@@ -58,7 +57,7 @@ class VariantSettings:
 
 
 def mirror_left_right(labels: np.ndarray, affine: np.ndarray,
-                      swaps: tuple[tuple[int, int], ...] = SIDE_SWAPS) -> np.ndarray:
+                      table: LabelTable = DEFAULT_LABELS) -> np.ndarray:
     """The anatomy mirrored through the array's mid-plane across RAS x, side ids swapped.
 
     The array is flipped along the axis closest to RAS x and the affine kept, so the result
@@ -69,18 +68,18 @@ def mirror_left_right(labels: np.ndarray, affine: np.ndarray,
     ----------
     labels : ndarray, shape (X, Y, Z), integer
     affine : ndarray, shape (4, 4)
-    swaps : tuple of (int, int)
-        Pairs of ids exchanged.
+    table : LabelTable
+        Its ``mirrored_ids`` give each id's id on the other side (the prediction's mirror
+        test-time augmentation swaps with the same table); ids beyond it are kept.
 
     Returns
     -------
     ndarray, shape (X, Y, Z), the dtype of ``labels``
     """
     flipped = np.flip(labels, axis=array_axis_nearest(affine, 0))
-    lookup = np.arange(max(int(labels.max()) + 1, 1 + max(max(p) for p in swaps)),
-                       dtype=labels.dtype)
-    for a, b in swaps:
-        lookup[a], lookup[b] = b, a
+    mirrored = table.mirrored_ids
+    lookup = np.arange(max(int(labels.max()) + 1, len(mirrored)), dtype=labels.dtype)
+    lookup[: len(mirrored)] = mirrored
     return lookup[flipped]
 
 
