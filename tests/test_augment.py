@@ -1,4 +1,5 @@
-"""Elastic augmentation: warping against scipy, label set kept, deformed samples weigh 1/3."""
+"""Elastic augmentation: warping against scipy, label set kept, deformed samples weigh 1/3.
+Appearance augmentation: blur against scipy, the exact affine map, other channels kept."""
 
 from __future__ import annotations
 
@@ -7,7 +8,13 @@ import pytest
 import torch
 from scipy import ndimage
 
-from hipseg.augment import deform_planes, elastic_augment, elastic_displacement
+from hipseg.augment import (
+    appearance_augment,
+    blur_planes,
+    deform_planes,
+    elastic_augment,
+    elastic_displacement,
+)
 
 
 def _batch(rng, n=4, size=24):
@@ -67,3 +74,39 @@ def test_fraction_is_checked(rng):
     with pytest.raises(ValueError, match="fraction"):
         elastic_augment(images, labels, weights, fraction=1.5, alpha_px=(0, 1), sigma_px=(1, 2),
                         deformed_weight=1 / 3, rng=rng)
+
+
+def test_blur_matches_scipy_gaussian_filter(rng):
+    planes = torch.from_numpy(rng.normal(size=(2, 2, 30, 26)).astype(np.float64))
+    sigma = 1.3
+    ours = blur_planes(planes, sigma).numpy()
+    for b in range(2):
+        for c in range(2):
+            # scipy's "nearest" is edge replication; truncate 3 sigma rounded up as ours
+            reference = ndimage.gaussian_filter(planes[b, c].numpy(), sigma, mode="nearest",
+                                                truncate=np.ceil(3 * sigma) / sigma)
+            np.testing.assert_allclose(ours[b, c], reference, atol=1e-10)
+    assert blur_planes(planes, 0.0) is planes
+
+
+def test_appearance_is_the_drawn_affine_map_of_the_ct_channel_alone(rng):
+    images = torch.from_numpy(rng.normal(size=(6, 2, 16, 16)).astype(np.float32))
+    out = appearance_augment(images, fraction=1.0, contrast=(2.0, 2.0), offset=(0.5, 0.5),
+                             blur_px=(0.0, 0.0), noise=(0.0, 0.0), rng=rng)
+    torch.testing.assert_close(out[:, 0], 2.0 * images[:, 0] + 0.5)
+    assert torch.equal(out[:, 1], images[:, 1]), "the lateral channel comes from the affine"
+    assert not torch.equal(out, images) and images is not out
+
+
+def test_appearance_touches_only_the_drawn_fraction(rng):
+    images = torch.from_numpy(rng.normal(size=(200, 1, 8, 8)).astype(np.float32))
+    out = appearance_augment(images, fraction=0.25, contrast=(0.7, 1.4), offset=(-0.3, 0.3),
+                             blur_px=(0.0, 1.0), noise=(0.05, 0.2), rng=rng)
+    changed = (out != images).flatten(1).any(1).float().mean().item()
+    assert 0.15 < changed < 0.35
+    unchanged = appearance_augment(images, fraction=0.0, contrast=(0.7, 1.4), offset=(0, 0),
+                                   blur_px=(0, 1), noise=(0, 0.2), rng=rng)
+    assert torch.equal(unchanged, images)
+    with pytest.raises(ValueError, match="fraction"):
+        appearance_augment(images, fraction=1.5, contrast=(1, 1), offset=(0, 0),
+                           blur_px=(0, 0), noise=(0, 0), rng=rng)

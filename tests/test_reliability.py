@@ -310,6 +310,7 @@ BAD_OPTIONS = [
     (["finetune", "m", "d", "--out", "o", "--lr", "nan"], "--lr"),
     (["finetune", "m", "d", "--out", "o", "--lr", "0"], "--lr"),
     (["finetune", "m", "d", "--out", "o", "--elastic-fraction", "2"], "--elastic-fraction"),
+    (["train", "d", "--out", "o", "--appearance-fraction", "-1"], "--appearance-fraction"),
     (["train", "d", "--out", "o", "--views", "0"], "--views"),
     (["train", "d", "--out", "o", "--epochs", "0"], "--epochs"),
     (["finetune", "m", "d", "--out", "o", "--epochs", "-2"], "--epochs"),

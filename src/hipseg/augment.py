@@ -1,9 +1,12 @@
-"""Elastic deformation of training planes (SPEC step 5; Simard et al. 2003).
+"""Augmentation of training planes: elastic deformation (SPEC step 5; Simard et al. 2003) and
+the CT's appearance.
 
 A plane's image, label map and loss weights are warped by the same smooth random displacement
 field: the image and weights by bilinear interpolation, the labels by nearest neighbour, so no
 label outside the original set appears. Deformed planes weigh ``deformed_weight`` (the paper's
-1/3) in the loss, through their weight maps.
+1/3) in the loss, through their weight maps. The appearance augmentation changes the CT
+channel alone (contrast, offset, blur, noise), so that a model learns the anatomy rather than
+the one generator or scanner its training CT came from; labels and weights are untouched.
 """
 
 from __future__ import annotations
@@ -13,7 +16,8 @@ import torch
 import torch.nn.functional as F
 from scipy import ndimage
 
-__all__ = ["deform_planes", "elastic_augment", "elastic_displacement"]
+__all__ = ["appearance_augment", "blur_planes", "deform_planes", "elastic_augment",
+           "elastic_displacement"]
 
 
 def elastic_displacement(size: int, alpha_px: float, sigma_px: float,
@@ -107,3 +111,64 @@ def elastic_augment(images: torch.Tensor, labels: torch.Tensor, weights: torch.T
         images[at], labels[at] = warped[0], warped[1]
         weights[at] = deformed_weight * warped[2]
     return images, labels, weights, deformed
+
+
+def blur_planes(planes: torch.Tensor, sigma_px: float) -> torch.Tensor:
+    """Gaussian blur of every plane and channel (separable, edges replicated).
+
+    Parameters
+    ----------
+    planes : Tensor, shape (B, C, H, W), float
+    sigma_px : float
+        Standard deviation, pixels; 0 returns ``planes`` unchanged.
+
+    Returns
+    -------
+    Tensor, the input's shape and dtype
+    """
+    if sigma_px <= 0:
+        return planes
+    radius = max(1, int(np.ceil(3.0 * sigma_px)))
+    offsets = torch.arange(-radius, radius + 1, dtype=planes.dtype, device=planes.device)
+    kernel = torch.exp(-0.5 * (offsets / sigma_px) ** 2)
+    kernel = kernel / kernel.sum()
+    batch, channels, height, width = planes.shape
+    flat = planes.reshape(batch * channels, 1, height, width)
+    flat = F.conv2d(F.pad(flat, (radius, radius, 0, 0), mode="replicate"), kernel.view(1, 1, 1, -1))
+    flat = F.conv2d(F.pad(flat, (0, 0, radius, radius), mode="replicate"), kernel.view(1, 1, -1, 1))
+    return flat.reshape(batch, channels, height, width)
+
+
+def appearance_augment(images: torch.Tensor, *, fraction: float,
+                       contrast: tuple[float, float], offset: tuple[float, float],
+                       blur_px: tuple[float, float], noise: tuple[float, float],
+                       rng: np.random.Generator) -> torch.Tensor:
+    """Change the CT channel (channel 0) of a random ``fraction`` of a batch.
+
+    Each chosen plane becomes ``blur(contrast * x + offset) + noise``: contrast drawn
+    log-uniformly from ``contrast``, the offset, the blur's sigma (pixels) and the white noise's
+    standard deviation uniformly from their ranges. ``x`` is the robust-scaled CT (SPEC step
+    1: median 0, inter-quartile range 1), so offsets and noise are in IQR units. Other
+    channels (the lateral coordinate, which comes from the affine) are kept.
+
+    Parameters
+    ----------
+    images : Tensor, shape (B, C, H, W), float
+
+    Returns
+    -------
+    Tensor, the input's shape: a new tensor
+    """
+    if not 0.0 <= fraction <= 1.0:
+        raise ValueError(f"fraction must be in [0, 1], got {fraction}")
+    images = images.clone()
+    for i in np.flatnonzero(rng.random(len(images)) < fraction):
+        gain = float(np.exp(rng.uniform(np.log(contrast[0]), np.log(contrast[1]))))
+        shift, sigma = rng.uniform(*offset), rng.uniform(*blur_px)
+        std = rng.uniform(*noise)
+        plane = images[i : i + 1, :1] * gain + shift
+        plane = blur_planes(plane, sigma)
+        generator = torch.Generator(device="cpu").manual_seed(int(rng.integers(2**63 - 1)))
+        plane = plane + std * torch.randn(plane.shape, generator=generator).to(plane)
+        images[i : i + 1, :1] = plane
+    return images

@@ -13,6 +13,7 @@ import yaml
 
 from hipseg.core.config import (
     FINETUNE_TRAIN,
+    AugmentConfig,
     HipsegConfig,
     ModelConfig,
     SamplingConfig,
@@ -117,6 +118,10 @@ def test_an_integer_too_large_for_a_float_is_a_config_error(tmp_path):
         (lambda: TrainConfig(learning_rate=float("nan")), "train.learning_rate: nan"),
         (lambda: TrainConfig(lr_factor=1.0), "train.lr_factor"),
         (lambda: TrainConfig(seed=-1), "train.seed"),
+        (lambda: AugmentConfig(contrast=(0.0, 1.0)), "augment.contrast"),
+        (lambda: AugmentConfig(offset=(0.5, -0.5)), "augment.offset"),
+        (lambda: AugmentConfig(noise=(-1.0, 0.1)), "augment.noise"),
+        (lambda: AugmentConfig(appearance_fraction=2.0), "augment.appearance_fraction"),
     ],
 )
 def test_out_of_range_values_are_refused_where_they_are_built(build, message):

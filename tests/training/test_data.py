@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 import torch
 
-from hipseg.core.config import HipsegConfig, SamplingConfig
+from hipseg.core.config import AugmentConfig, HipsegConfig, SamplingConfig, TrainConfig
 from hipseg.core.volume import Volume
 from hipseg.training.data import PlaneSampler, TrainingScan, coarsen_dim, measure_plane_size
-from hipseg.training.train import complete_geometry
+from hipseg.training.train import complete_geometry, sample_batch
 from hipseg.views.directions import view_directions
 from synthetic import oblique_affine
 
@@ -39,6 +39,18 @@ def test_no_weight_map_gives_ones(rng):
     sampler = PlaneSampler([_scan(rng, weights=False)], view_directions(3, 30.0, rng), 16, 1.5, 0.5)
     _, _, weights = sampler.sample(3, rng)
     assert torch.equal(weights, torch.ones(3, 16, 16))
+
+
+def test_batches_get_the_appearance_augmentation_on_the_ct_alone(rng):
+    sampler = PlaneSampler([_scan(rng, weights=True)], view_directions(3, 30.0, rng), 16, 1.5, 0.5)
+    config = HipsegConfig(
+        train=TrainConfig(batch_size=4),
+        augment=AugmentConfig(fraction=0.0, appearance_fraction=1.0, contrast=(3.0, 3.0),
+                              offset=(0.0, 0.0), blur_px=(0.0, 0.0), noise=(0.0, 0.0)))
+    plain = sampler.sample(4, np.random.default_rng(5))
+    augmented = sample_batch(sampler, config, np.random.default_rng(5))
+    torch.testing.assert_close(augmented[0], 3.0 * plain[0])
+    assert torch.equal(augmented[1], plain[1]) and torch.equal(augmented[2], plain[2])
 
 
 def test_planes_are_aimed_at_joint_space_bone_and_anywhere_in_their_fractions(rng):

@@ -52,7 +52,8 @@ def run(args: argparse.Namespace) -> None:
     config = dataclasses.replace(
         defaults, train=train_settings(args, FINETUNE_TRAIN),
         weight_map=weight_map_config(args, not args.no_weight_map),
-        augment=dataclasses.replace(defaults.augment, fraction=args.elastic_fraction))
+        augment=dataclasses.replace(defaults.augment, fraction=args.elastic_fraction,
+                                    appearance_fraction=args.appearance_fraction))
     cases = find_dataset(args.data, labels_dir=args.labels_dir, splits=("train", "val")).cases()
     with training_run(args) as run:
         result = finetune(args.model, cases, config, args.out, device=run.device,

@@ -116,8 +116,14 @@ def add_optimiser_options(parser: argparse.ArgumentParser, defaults: TrainConfig
                         help="hold out scans for validation (split), or train on every scan and "
                              "validate on fixed planes of them (planes); auto: planes below "
                              f"{defaults.min_split_cases} scans (default {defaults.validation})")
-    parser.add_argument("--elastic-fraction", type=fraction, default=AugmentConfig().fraction,
+    defaults_augment = AugmentConfig()
+    parser.add_argument("--elastic-fraction", type=fraction, default=defaults_augment.fraction,
                         help="fraction of each batch elastically deformed (default 1/3; 0: off)")
+    parser.add_argument("--appearance-fraction", type=fraction,
+                        default=defaults_augment.appearance_fraction,
+                        help="fraction of each batch whose CT contrast, offset, blur and noise "
+                             "are redrawn (augment.appearance_*; default "
+                             f"{defaults_augment.appearance_fraction:g}; 0: off)")
 
 
 def train_settings(args: argparse.Namespace, defaults: TrainConfig) -> TrainConfig:

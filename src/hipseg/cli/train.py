@@ -87,7 +87,8 @@ def run(args: argparse.Namespace) -> None:
                                   lateral_channel=not args.no_lateral_channel),
         train=train_settings(args, defaults.train),
         weight_map=weight_map_config(args, args.weight_map),
-        augment=dataclasses.replace(defaults.augment, fraction=args.elastic_fraction),
+        augment=dataclasses.replace(defaults.augment, fraction=args.elastic_fraction,
+                                    appearance_fraction=args.appearance_fraction),
     )
     # MPUNet's test split stays out of training; train() draws its own validation cases.
     cases = find_dataset(args.data, labels_dir=args.labels_dir, splits=("train", "val")).cases()

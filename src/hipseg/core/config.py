@@ -277,12 +277,22 @@ class AugmentConfig:
     Each deformed plane gets a displacement field of uniform noise in [-1, 1] smoothed by a
     Gaussian of ``sigma`` pixels and scaled by ``alpha`` pixels, both drawn uniformly from their
     ranges (the original MPUNet's ranges); its loss weight is multiplied by ``deformed_weight``.
+
+    Appearance (``hipseg.augment.appearance_augment``, not in the paper): an
+    ``appearance_fraction`` of the planes get their CT channel's contrast (log-uniform range),
+    offset and white noise (robust-scaled units: 1 = the scan's inter-quartile range) and a
+    Gaussian blur (pixels) drawn from the ranges below; 0 turns it off.
     """
 
     fraction: float = 1.0 / 3.0
     alpha_px: tuple[float, float] = (0.0, 450.0)
     sigma_px: tuple[float, float] = (20.0, 30.0)
     deformed_weight: float = 1.0 / 3.0
+    appearance_fraction: float = 0.0
+    contrast: tuple[float, float] = (0.7, 1.4)
+    offset: tuple[float, float] = (-0.3, 0.3)
+    blur_px: tuple[float, float] = (0.0, 1.0)
+    noise: tuple[float, float] = (0.0, 0.2)
 
     def __post_init__(self) -> None:
         _check_between("augment.fraction", self.fraction, 0.0, 1.0)
@@ -290,6 +300,15 @@ class AugmentConfig:
         # The Gaussian's kernel grows with sigma; planes are at most 4096 pixels.
         _check_range_pair("augment.sigma_px", self.sigma_px, 4096.0)
         _check_finite_at_least("augment.deformed_weight", self.deformed_weight, 0.0)
+        _check_between("augment.appearance_fraction", self.appearance_fraction, 0.0, 1.0)
+        _check("augment.contrast", self.contrast,
+               len(self.contrast) == 2 and 0 < self.contrast[0] <= self.contrast[1] <= 10,
+               "a range (low, high) with 0 < low <= high <= 10")
+        _check("augment.offset", self.offset,
+               len(self.offset) == 2 and -10 <= self.offset[0] <= self.offset[1] <= 10,
+               "a range (low, high) with -10 <= low <= high <= 10")
+        _check_range_pair("augment.blur_px", self.blur_px, 20.0)
+        _check_range_pair("augment.noise", self.noise, 10.0)
 
 
 @dataclass(frozen=True)

@@ -18,7 +18,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from hipseg.augment import elastic_augment
+from hipseg.augment import appearance_augment, elastic_augment
 from hipseg.core.config import HipsegConfig, load_config
 from hipseg.core.errors import HipsegError, InputError
 from hipseg.io import Case
@@ -173,14 +173,19 @@ def make_sampler(config: HipsegConfig, scans: list) -> PlaneSampler | PatchSampl
 
 def sample_batch(sampler: PlaneSampler | PatchSampler, config: HipsegConfig,
                  rng: np.random.Generator) -> Batch:
-    """A training batch; planes are elastically deformed (a fraction, weighted 1/3 in the loss;
-    patches are not: ``sampler.elastic``)."""
+    """A training batch; planes are elastically deformed (a fraction, weighted 1/3 in the loss)
+    and, when ``augment.appearance_fraction`` > 0, their CT's appearance changed (patches are
+    not augmented: ``sampler.elastic``)."""
     images, labels, weights = sampler.sample(config.train.batch_size, rng)
     augment = config.augment
     if sampler.elastic and augment.fraction > 0:
         images, labels, weights, _ = elastic_augment(
             images, labels, weights, fraction=augment.fraction, alpha_px=augment.alpha_px,
             sigma_px=augment.sigma_px, deformed_weight=augment.deformed_weight, rng=rng)
+    if sampler.elastic and augment.appearance_fraction > 0:
+        images = appearance_augment(
+            images, fraction=augment.appearance_fraction, contrast=augment.contrast,
+            offset=augment.offset, blur_px=augment.blur_px, noise=augment.noise, rng=rng)
     return images, labels, weights
 
 
