@@ -25,21 +25,11 @@ from pathlib import Path
 
 import edt
 import numpy as np
-import torch
-from ablation import mean_std
-from real_anatomy import scan_scores
+from mirror_tta import model_and_test, paired_cells, paired_header, paired_means, scored, test_scans
 from scipy import ndimage
 
-from hipseg.core.labels import DEFAULT_LABELS
 from hipseg.core.volume import Volume
-from hipseg.inference.volume import predict_volume
-from hipseg.io import find_cases, read_image, read_labels, write_image
-from hipseg.postprocess import symmetric_components
-from hipseg.runtime.device import select_device
-from hipseg.runtime.model_io import load_model
-
-COLUMNS = (("Dice", "dice_mean", 4), ("GapDice", "gap_dice_mean", 4), ("HD95 mm", "hd95_mean", 2),
-           ("abs(E)", "collisions", 0))
+from hipseg.io import write_image
 
 
 @dataclass(frozen=True)
@@ -93,41 +83,23 @@ def plain_ct(labels: np.ndarray, spacing_mm: np.ndarray, rng: np.random.Generato
     return image.astype(np.float32)
 
 
-def scored(model, image: Volume, reference: np.ndarray) -> dict:
-    raw = predict_volume(model, image, progress=False).labels
-    return scan_scores(symmetric_components(raw, DEFAULT_LABELS), reference, image.spacing_mm)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("model", type=Path)
-    parser.add_argument("test", type=Path, help="folder with images/ and labels/")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--keep", type=Path, metavar="DIR",
                         help="also write the other generator's CTs here (NIfTI)")
-    args = parser.parse_args()
-    torch.set_num_threads(args.threads)
-    model = load_model(args.model, select_device("auto"))
+    args, model = model_and_test(parser)
     rng = np.random.default_rng(args.seed)
-    header = " | ".join(f"{name} ours | {name} other" for name, _, _ in COLUMNS)
-    print(f"| scan | {header} |")
-    print("|---" * (1 + 2 * len(COLUMNS)) + "|")
+    print(paired_header("ours", "other"))
     rows = []
-    for case in find_cases(args.test / "images", args.test / "labels"):
-        image = read_image(case.image)
-        reference = read_labels(case.labels, DEFAULT_LABELS, reference=image).data
+    for case_id, image, reference in test_scans(args.test):
         other = Volume(plain_ct(reference, image.spacing_mm, rng), image.affine)
         if args.keep is not None:
             args.keep.mkdir(parents=True, exist_ok=True)
-            write_image(args.keep / f"{case.case_id}.nii.gz", other.data, other.affine)
-        rows.append((scored(model, image, reference), scored(model, other, reference)))
-        ours, theirs = rows[-1]
-        cells = " | ".join(f"{ours[key]:.{d}f} | {theirs[key]:.{d}f}" for _, key, d in COLUMNS)
-        print(f"| {case.case_id} | {cells} |", flush=True)
-    cells = " | ".join(f"{mean_std([o[key] for o, _ in rows], d)} | "
-                       f"{mean_std([t[key] for _, t in rows], d)}" for _, key, d in COLUMNS)
-    print(f"| mean ± std | {cells} |")
+            write_image(args.keep / f"{case_id}.nii.gz", other.data, other.affine)
+        rows.append((scored(model, image, reference)[1], scored(model, other, reference)[1]))
+        print(f"| {case_id} | {paired_cells(*rows[-1])} |", flush=True)
+    print(f"| mean ± std | {paired_means(rows)} |")
 
 
 if __name__ == "__main__":
