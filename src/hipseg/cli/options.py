@@ -109,8 +109,11 @@ def add_optimiser_options(parser: argparse.ArgumentParser, defaults: TrainConfig
     parser.add_argument("--seed", type=nonnegative_int, default=defaults.seed)
     parser.add_argument("--early-stop-patience", type=positive_int,
                         default=defaults.early_stop_patience, metavar="EPOCHS",
-                        help="stop after this many epochs without a better validation loss "
+                        help="stop after this many epochs without a better validation --monitor "
                              f"(default {defaults.early_stop_patience})")
+    parser.add_argument("--monitor", choices=("dice", "loss"), default=defaults.monitor,
+                        help="what the best model, the lr schedule and early stopping follow: "
+                             "validation Dice or loss (default %(default)s)")
     parser.add_argument("--validation", choices=("auto", "split", "planes"),
                         default=defaults.validation,
                         help="hold out scans for validation (split), or train on every scan and "
@@ -129,7 +132,7 @@ def add_optimiser_options(parser: argparse.ArgumentParser, defaults: TrainConfig
 def train_settings(args: argparse.Namespace, defaults: TrainConfig) -> TrainConfig:
     return dataclasses.replace(defaults, epochs=args.epochs or defaults.epochs, steps_per_epoch=args.steps_per_epoch,
                                batch_size=args.batch_size, learning_rate=args.lr, seed=args.seed,
-                               validation=args.validation,
+                               validation=args.validation, monitor=args.monitor,
                                early_stop_patience=args.early_stop_patience)
 
 
@@ -187,5 +190,5 @@ def print_result(result: TrainResult, run: DistributedRun) -> None:
     if not run.is_main:
         return
     print(f"model written to {result.model_dir} (best epoch {result.best_epoch} of "
-          f"{result.epochs_run}, validation loss {result.best_val_loss:.4f}; curves in "
+          f"{result.epochs_run}, validation {result.monitor} {result.best_value:.4f}; curves in "
           f"{result.model_dir / 'progress.png'})")

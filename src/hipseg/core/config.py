@@ -325,6 +325,12 @@ class TrainConfig:
     validates on ``val_planes`` fixed planes of them (drawn once from their own seed, never
     augmented); ``"auto"`` takes ``"planes"`` below ``min_split_cases`` scans, where holding
     one out would take a large share of the few accurate scans away (2 scans: half).
+
+    ``monitor`` is what the best model, the lr schedule and early stopping follow: the
+    validation planes' mean foreground Dice (``"dice"``, higher is better; the original
+    MPUNet's ``val_dice``) or their weighted cross-entropy (``"loss"``). With few scans the
+    loss swung by 2-3x from epoch to epoch while the Dice rose steadily, and stopping on it
+    ended a run at validation Dice 0.69 with test Dice 0.41 (docs/accuracy.md, run 7).
     """
 
     epochs: int = 108
@@ -339,11 +345,14 @@ class TrainConfig:
     validation: str = "auto"
     min_split_cases: int = 5
     seed: int = 0
+    monitor: str = "dice"
 
     def __post_init__(self) -> None:
         if self.validation not in ("auto", "split", "planes"):
             raise ConfigError(f"train.validation: {_short(self.validation)} is not auto, split "
                               "or planes")
+        if self.monitor not in ("dice", "loss"):
+            raise ConfigError(f"train.monitor: {_short(self.monitor)} is not dice or loss")
         for name in ("epochs", "steps_per_epoch", "batch_size", "val_planes"):
             _check(f"train.{name}", getattr(self, name), getattr(self, name) >= 1, ">= 1")
         for name in ("lr_patience", "early_stop_patience", "min_split_cases"):

@@ -39,7 +39,7 @@ class ModelFolder:
 
     @property
     def weights(self) -> Path:
-        """The best model (lowest validation loss): what ``predict`` loads."""
+        """The best model (best validation value, ``train.monitor``): what ``predict`` loads."""
         return self.root / "model.pt"
 
     @property

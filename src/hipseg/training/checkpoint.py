@@ -37,7 +37,7 @@ class TrainState:
     amp: AutocastPolicy | None = None
     epoch: int = 0
     rows: list[dict] = dataclasses.field(default_factory=list)
-    best_loss: float = float("inf")
+    best_loss: float = float("inf")  # the monitored score (loss or -Dice), lower is better
     best_epoch: int = 0
     stale: int = 0
 

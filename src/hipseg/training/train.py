@@ -57,6 +57,7 @@ __all__ = [
     "TrainResult",
     "complete_geometry",
     "make_sampler",
+    "monitored_score",
     "prepare_config",
     "run_epoch",
     "sample_batch",
@@ -81,7 +82,9 @@ class TrainResult:
     model_dir: Path
     epochs_run: int
     best_epoch: int
-    best_val_loss: float
+    monitor: str
+    best_value: float
+    """The best epoch's validation Dice or loss (``monitor``)."""
 
 
 def split_cases(cases: list[Case], val_fraction: float, rng: np.random.Generator) -> tuple[list[Case], list[Case]]:
@@ -387,27 +390,35 @@ def train(cases: list[Case], config: HipsegConfig, out_dir: Path, *, device: tor
         measured = (validate(network, val_batch, config.labels.n_classes, tc.batch_size)
                     if run.is_main else None)
         val_loss, val_dice = broadcast_object(measured, run)
-        scheduler.step(val_loss)
+        score = monitored_score(tc.monitor, val_loss, val_dice)
+        scheduler.step(score)
         state.epoch += 1
         state.rows.append({"epoch": state.epoch, "train_loss": train_loss, "val_loss": val_loss,
                            "val_dice": val_dice, "lr": optimizer.param_groups[0]["lr"],
                            "seconds": time.perf_counter() - started})
         logger.info("epoch %d: train loss %.4f, val loss %.4f, val Dice %.3f", state.epoch,
                     train_loss, val_loss, val_dice)
-        _end_of_epoch(state, config, out_dir, val_loss, run)
-    return TrainResult(out_dir, len(state.rows), state.best_epoch, state.best_loss)
+        _end_of_epoch(state, config, out_dir, score, run)
+    best = -state.best_loss if tc.monitor == "dice" else state.best_loss
+    return TrainResult(out_dir, len(state.rows), state.best_epoch, tc.monitor, best)
 
 
-def _end_of_epoch(state: TrainState, config: HipsegConfig, out_dir: Path, val_loss: float,
+def monitored_score(monitor: str, val_loss: float, val_dice: float) -> float:
+    """The value the best model, lr schedule and early stopping minimise: the loss, or -Dice."""
+    return -val_dice if monitor == "dice" else val_loss
+
+
+def _end_of_epoch(state: TrainState, config: HipsegConfig, out_dir: Path, score: float,
                   run: DistributedRun) -> None:
     """Write the last and (if better) the best model, the resumable state, log and curves.
 
-    Every rank keeps the same counters (the validation loss is rank 0's, broadcast); only
-    rank 0 writes, with every rank's random state in the resumable state.
+    ``score``: :func:`monitored_score`, lower is better. Every rank keeps the same counters
+    (the validation is rank 0's, broadcast); only rank 0 writes, with every rank's random
+    state in the resumable state.
     """
-    improved = val_loss < state.best_loss
+    improved = score < state.best_loss
     if improved:
-        state.best_loss, state.best_epoch, state.stale = val_loss, state.epoch, 0
+        state.best_loss, state.best_epoch, state.stale = score, state.epoch, 0
     else:
         state.stale += 1
     rng_states = gather_objects(state.rng.bit_generator.state, run)
