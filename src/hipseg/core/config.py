@@ -281,14 +281,17 @@ class AugmentConfig:
     Appearance (``hipseg.augment.appearance_augment``, not in the paper): an
     ``appearance_fraction`` of the planes get their CT channel's contrast (log-uniform range),
     offset and white noise (robust-scaled units: 1 = the scan's inter-quartile range) and a
-    Gaussian blur (pixels) drawn from the ranges below; 0 turns it off.
+    Gaussian blur (pixels) drawn from the ranges below; 0 turns it off. On by default: the
+    training CT comes from one generator, the scans to segment from others, and on real
+    anatomy it raised Dice 0.957 -> 0.970 and GapDice 0.829 -> 0.918 on the generator's own
+    CT (docs/accuracy.md, run 7).
     """
 
     fraction: float = 1.0 / 3.0
     alpha_px: tuple[float, float] = (0.0, 450.0)
     sigma_px: tuple[float, float] = (20.0, 30.0)
     deformed_weight: float = 1.0 / 3.0
-    appearance_fraction: float = 0.0
+    appearance_fraction: float = 0.5
     contrast: tuple[float, float] = (0.7, 1.4)
     offset: tuple[float, float] = (-0.3, 0.3)
     blur_px: tuple[float, float] = (0.0, 1.0)
