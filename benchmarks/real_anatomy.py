@@ -75,11 +75,11 @@ from hipseg.datasets.phantom import (
     IMAGES,
     LABELS,
     LABELS_COARSE,
-    write_label_cases,
-    write_label_dataset,
+    label_case_name,
+    write_label_case,
 )
 from hipseg.evaluation.evaluate import evaluate_case
-from hipseg.io import find_cases, read_image, read_labels
+from hipseg.io import case_id, find_cases, read_image, read_labels
 from hipseg.phantom import LabelPhantomSettings
 from hipseg.phantom.variants import VariantSettings
 from hipseg.postprocess import symmetric_components
@@ -176,27 +176,37 @@ def train_once(model: Path, cli_args: list[str], log: Path) -> tuple[float, floa
     return seconds, peak
 
 
-def make_one(job: tuple[Path, Path, int, tuple | None]) -> None:
-    map_dir, out, seed, spacing = job
-    write_label_dataset(out, map_dir, seed, settings=LabelPhantomSettings(spacing_mm=spacing),
-                        progress=False)
+def make_case(job: tuple) -> str:
+    out, path, seed, index, variant, settings = job
+    return write_label_case(out, path, seed, index, variant, settings=settings)
 
 
-def make_data(root: Path, schedule: Schedule, seed: int, *, pretrain: bool,
-              variants: tuple[int, float] | None) -> dict[str, Path]:
-    """Split the maps, link each role's maps into a folder, make the phantoms (2 processes).
+def case_jobs(out: Path, maps: list[Path], seed: int, variants: int,
+              settings: LabelPhantomSettings) -> list[tuple]:
+    """``make_case``'s jobs for the cases of ``out`` an earlier run has not written (as
+    ``write_label_cases`` numbers them: the same phantoms whatever the number of workers)."""
+    return [(out, path, seed, index, v, settings)
+            for index, path in enumerate(maps) for v in range(variants + 1)
+            if not (out / LABELS_COARSE / f"{label_case_name(path, v)}.nii.gz").is_file()]
+
+
+def make_data(root: Path, label_maps: Path, schedule: Schedule, seed: int, *, pretrain: bool,
+              variants: tuple[int, float] | None, workers: int) -> dict[str, Path]:
+    """Split the maps, link each role's maps into a folder, make the phantoms (``workers``
+    processes, one case each).
 
     ``pretrain``: make the coarse pre-training scans (rows that train from scratch do not read
     them). ``variants``: ``(per map, largest femur turn in degrees)`` also makes the 2 accurate
-    maps' new anatomies, in the same pool (``finetune2-variants``).
+    maps' new anatomies (``finetune2-variants``).
     """
-    maps = sorted(LABEL_MAPS.glob("*.nii.gz"))
+    maps = sorted(label_maps.glob("*.nii.gz"))
     if len(maps) < schedule.test + schedule.finetune + 1:
-        raise SystemExit(f"{LABEL_MAPS}: {len(maps)} label maps, too few for this split")
+        raise SystemExit(f"{label_maps}: {len(maps)} label maps, too few for this split")
     order = np.random.default_rng(seed).permutation(len(maps))
     roles = {"test": order[: schedule.test],
              "finetune": order[schedule.test : schedule.test + schedule.finetune],
              "pretrain": order[schedule.test + schedule.finetune :]}
+    plain = LabelPhantomSettings(spacing_mm=schedule.spacing_mm)
     folders, jobs = {}, []
     for role, indices in roles.items():
         source = root / "maps" / role
@@ -206,18 +216,21 @@ def make_data(root: Path, schedule: Schedule, seed: int, *, pretrain: bool,
             if not link.exists():
                 link.symlink_to(maps[i].resolve())
         folders[role] = root / role
-        if role == "pretrain" and not pretrain:
-            continue
-        if not (folders[role] / IMAGES).is_dir():  # else made by an earlier run, same seed
-            jobs.append((source, folders[role], seed, schedule.spacing_mm))
-    with ProcessPoolExecutor(2) as pool:
-        pending = [pool.submit(make_one, job) for job in jobs]
-        if variants is not None:
-            pending.append(pool.submit(make_variants, root, seed, schedule.spacing_mm, *variants))
-        for future in pending:
-            future.result()
+        if role != "pretrain" or pretrain:
+            jobs += case_jobs(folders[role], sorted(source.iterdir(), key=case_id), seed, 0,
+                              plain)
     if variants is not None:
-        folders["finetune2-variants"] = root / f"finetune2-variants{variants_suffix(variants[0])}"
+        per_map, femur_rotation_deg = variants
+        folders["finetune2-variants"] = root / f"finetune2-variants{variants_suffix(per_map)}"
+        turned = dataclasses.replace(
+            plain, variant=VariantSettings(max_femur_rotation_deg=femur_rotation_deg))
+        jobs += case_jobs(folders["finetune2-variants"],
+                          sorted((root / "maps" / "finetune").iterdir())[:2], seed, per_map,
+                          turned)
+    logger.info("making %d phantoms in %d processes", len(jobs), workers)
+    with ProcessPoolExecutor(workers) as pool:
+        for _ in pool.map(make_case, jobs):
+            pass
     subset = root / "finetune2"
     for sub in (IMAGES, LABELS):
         (subset / sub).mkdir(parents=True, exist_ok=True)
@@ -231,19 +244,6 @@ def make_data(root: Path, schedule: Schedule, seed: int, *, pretrain: bool,
 def variants_suffix(variants: int) -> str:
     """Names of the variant folder and model: ``VARIANTS`` keeps the plain name."""
     return "" if variants == VARIANTS else str(variants)
-
-
-def make_variants(root: Path, seed: int, spacing: tuple | None, variants: int,
-                  femur_rotation_deg: float) -> Path:
-    """Phantoms of the 2 accurate maps and ``variants`` new anatomies from each."""
-    out = root / f"finetune2-variants{variants_suffix(variants)}"
-    if not (out / IMAGES).is_dir():
-        maps = sorted((root / "maps" / "finetune").iterdir())[:2]
-        settings = LabelPhantomSettings(
-            spacing_mm=spacing,
-            variant=VariantSettings(max_femur_rotation_deg=femur_rotation_deg))
-        write_label_cases(out, maps, seed, variants=variants, settings=settings, progress=False)
-    return out
 
 
 def make_mixed(root: Path, coarse: Path, accurate: Path) -> Path:
@@ -480,6 +480,12 @@ def main() -> None:
                         default=VariantSettings.max_femur_rotation_deg, metavar="DEG",
                         help="largest turn of each femur about its head in the variants "
                              "(default %(default)s, the product's; use a new --out)")
+    parser.add_argument("--label-maps", type=Path, default=LABEL_MAPS, metavar="DIR",
+                        help="the real label maps (default %(default)s); the split is drawn "
+                             "over their sorted names")
+    parser.add_argument("--workers", type=int, default=2, metavar="N",
+                        help="processes making phantoms, one case each (2-4 GiB at full "
+                             "resolution; default %(default)s)")
     parser.add_argument("--quick", action="store_true", help="smoke test of the wiring")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
@@ -495,9 +501,10 @@ def main() -> None:
     if args.variants < 1 or (args.variants != VARIANTS and "mixed" in args.rows):
         raise SystemExit(f"--variants must be at least 1, and {VARIANTS} with the mixed row")
     wants_variants = bool({"no-pretrain-variants", "unet3d-variants", "mixed"} & set(args.rows))
-    data = make_data(root / "data", schedule, args.seed,
+    data = make_data(root / "data", args.label_maps.resolve(), schedule, args.seed,
                      pretrain=not set(args.rows) <= FROM_SCRATCH_ROWS,
-                     variants=(args.variants, args.femur_rotation_deg) if wants_variants else None)
+                     variants=(args.variants, args.femur_rotation_deg) if wants_variants else None,
+                     workers=args.workers)
     if "mixed" in args.rows:
         data["mixed"] = make_mixed(root / "data", data["pretrain"], data["finetune2-variants"])
     logger.info("phantoms ready after %.1f min", (time.perf_counter() - started) / 60)

@@ -61,6 +61,23 @@ def test_femur_rotation_turns_only_the_legs(map_dir, tmp_path):
             still == femur)
 
 
+def test_workers_make_the_same_cases_as_one_process(map_dir, tmp_path):
+    shutil.copy(map_dir / "s27.nii.gz", map_dir / "s28.nii.gz")  # a second map: index 1
+    made = {}
+    for workers in ("1", "3"):
+        out = tmp_path / workers
+        assert main(["phantom", str(out), "--from-labels", str(map_dir), "--variants", "1",
+                     "--spacing", "5", "5", "5", "--workers", workers, "--no-progress"]) == 0
+        made[workers] = {path.name: read_image(path).data
+                         for path in sorted((out / "images").iterdir())}
+    assert sorted(made["1"]) == ["s27.nii.gz", "s27_v01.nii.gz", "s28.nii.gz", "s28_v01.nii.gz"]
+    assert sorted(made["3"]) == sorted(made["1"])
+    for name, image in made["1"].items():
+        np.testing.assert_array_equal(made["3"][name], image)
+    # the same map at another index is drawn from another seed
+    assert not np.array_equal(made["1"]["s27.nii.gz"], made["1"]["s28.nii.gz"])
+
+
 def test_resamples_with_spacing(map_dir, tmp_path):
     out = tmp_path / "out"
     assert main(["phantom", str(out), "--from-labels", str(map_dir), "--spacing", "4", "4", "4",

@@ -44,6 +44,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--spacing", type=float_in(0.05, 20.0), nargs=3, default=None, metavar="MM",
                    help="voxel spacing in mm: --from-meshes default 1.5 1.5 1.5; "
                         "--from-labels resamples the maps (nearest) to it, default their own")
+    p.add_argument("--workers", type=int_in(1, 256), default=1, metavar="N",
+                   help="with --from-labels: make N cases at once in N processes (each holds "
+                        "one case, 2-4 GiB at full resolution; same cases as with 1); default 1")
     add_common(p)
 
 
@@ -65,7 +68,7 @@ def run(args: argparse.Namespace) -> None:
             variant=VariantSettings(max_femur_rotation_deg=args.femur_rotation_deg))
         names = write_label_dataset(args.out, args.from_labels, args.seed,
                                     variants=args.variants, settings=settings,
-                                    progress=not args.no_progress)
+                                    progress=not args.no_progress, workers=args.workers)
     elif args.from_meshes is not None:
         names = write_mesh_dataset(args.out, args.from_meshes, args.cases, args.seed,
                                    spacing_mm=args.spacing or (1.5, 1.5, 1.5), mirror=args.mirror,

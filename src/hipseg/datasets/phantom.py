@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 
 import numpy as np
@@ -14,6 +15,7 @@ from tqdm import tqdm
 
 from hipseg.core.errors import InputError
 from hipseg.core.labels import DEFAULT_LABELS
+from hipseg.core.volume import Volume
 from hipseg.io import IMAGE_SUFFIXES, case_id, read_labels, write_image, write_labels
 from hipseg.io.guard import check_output_folder, refuse_name_clashes, refuse_overwriting_inputs
 from hipseg.phantom import (
@@ -29,7 +31,9 @@ __all__ = [
     "IMAGES",
     "LABELS",
     "LABELS_COARSE",
+    "label_case_name",
     "write_case",
+    "write_label_case",
     "write_label_cases",
     "write_label_dataset",
     "write_mesh_dataset",
@@ -90,7 +94,7 @@ def write_mesh_dataset(out_dir: Path, mesh_dir: Path, n_cases: int, seed: int, *
 
 def write_label_dataset(out_dir: Path, label_dir: Path, seed: int, *, variants: int = 0,
                         settings: LabelPhantomSettings | None = None,
-                        progress: bool = True) -> list[str]:
+                        progress: bool = True, workers: int = 1) -> list[str]:
     """Phantoms from every label map in ``label_dir`` (any supported image format), as
     :func:`write_label_cases`.
 
@@ -107,40 +111,76 @@ def write_label_dataset(out_dir: Path, label_dir: Path, seed: int, *, variants: 
     if not paths:
         raise InputError(label_dir, f"no label maps ({', '.join(IMAGE_SUFFIXES)}) in folder")
     return write_label_cases(out_dir, paths, seed, variants=variants, settings=settings,
-                             progress=progress)
+                             progress=progress, workers=workers)
+
+
+def write_label_case(out_dir: Path, path: Path, seed: int, index: int, variant: int, *,
+                     settings: LabelPhantomSettings | None = None,
+                     labels: Volume | None = None) -> str:
+    """One case of :func:`write_label_cases`: map ``index`` of its list (``path``) as itself
+    (``variant`` 0) or as new anatomy ``variant``, drawn from ``default_rng([seed, index,
+    variant])``. ``labels``: the map already read (else it is read from ``path``). Returns the
+    case name."""
+    labels = read_labels(path, DEFAULT_LABELS) if labels is None else labels
+    case = make_case_from_labels(labels, np.random.default_rng([seed, index, variant]),
+                                 variant=variant > 0, settings=settings)
+    name = label_case_name(path, variant)
+    write_case(out_dir, name, case)
+    return name
+
+
+def label_case_name(path: Path, variant: int) -> str:
+    """``<map>`` for the map itself (``variant`` 0), ``<map>_vNN`` for its new anatomies."""
+    return case_id(path) if variant == 0 else f"{case_id(path)}_v{variant:02d}"
+
+
+def _write_label_job(job: tuple) -> str:
+    out_dir, path, seed, index, variant, settings = job
+    return write_label_case(out_dir, path, seed, index, variant, settings=settings)
 
 
 def write_label_cases(out_dir: Path, paths: Sequence[Path], seed: int, *, variants: int = 0,
                       settings: LabelPhantomSettings | None = None,
-                      progress: bool = True) -> list[str]:
+                      progress: bool = True, workers: int = 1) -> list[str]:
     """Phantoms from real label maps: ``<map>`` on each map itself and ``<map>_vNN`` for each of
     ``variants`` new anatomies made from it.
 
     Case ``(map i of paths, variant v)`` is drawn from ``default_rng([seed, i, v])``, so a case
-    does not depend on how many variants are made. Returns the case names.
+    does not depend on how many variants are made, nor on ``workers`` (processes making cases
+    at once; each holds one full-resolution case, 2-4 GiB). Returns the case names, in order.
 
     Raises
     ------
     InputError
-        ``variants`` is negative, or a map is unreadable or has unknown label ids.
+        ``variants`` is negative or ``workers`` below 1, or a map is unreadable or has unknown
+        label ids.
     """
     if variants < 0:
         raise InputError(Path(out_dir), f"--variants must be >= 0, got {variants}")
+    if workers < 1:
+        raise InputError(Path(out_dir), f"--workers must be >= 1, got {workers}")
     check_output_folder(out_dir)
     refuse_name_clashes((path, Path(out_dir) / LABELS / case_id(path)) for path in paths)
     refuse_overwriting_inputs(paths, [Path(out_dir) / sub / f"{case_id(p)}.nii.gz"
                                       for sub in (IMAGES, LABELS, LABELS_COARSE) for p in paths])
-    names = []
-    with tqdm(total=len(paths) * (variants + 1), desc="phantoms", disable=not progress) as bar:
-        for index, path in enumerate(paths):
-            labels = read_labels(path, DEFAULT_LABELS)  # once per map, for all its variants
-            for v in range(variants + 1):
-                case = make_case_from_labels(labels, np.random.default_rng([seed, index, v]),
-                                             variant=v > 0, settings=settings)
-                name = case_id(path) if v == 0 else f"{case_id(path)}_v{v:02d}"
-                write_case(out_dir, name, case)
-                names.append(name)
-                bar.update()
+    jobs = [(out_dir, path, seed, index, v, settings)
+            for index, path in enumerate(paths) for v in range(variants + 1)]
+    with tqdm(total=len(jobs), desc="phantoms", disable=not progress) as bar:
+        if workers == 1:
+            names = []
+            for index, path in enumerate(paths):
+                labels = read_labels(path, DEFAULT_LABELS)  # once per map, for all its variants
+                for v in range(variants + 1):
+                    names.append(write_label_case(out_dir, path, seed, index, v,
+                                                  settings=settings, labels=labels))
+                    bar.update()
+        else:
+            with ProcessPoolExecutor(min(workers, len(jobs))) as pool:
+                futures = [pool.submit(_write_label_job, job) for job in jobs]
+                for future in as_completed(futures):
+                    future.result()
+                    bar.update()
+                names = [future.result() for future in futures]
     logger.info("wrote %d phantom cases from %d label maps to %s", len(names), len(paths),
                 out_dir)
     return names
