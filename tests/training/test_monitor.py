@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
+import torch
 
 from hipseg.cli import main
-from hipseg.core.config import TrainConfig
+from hipseg.core.config import TrainConfig, load_config, save_config
 from hipseg.core.errors import ConfigError
 from hipseg.training import train as train_module
-from hipseg.training.train import monitored_score
+from hipseg.training.train import monitored_score, monitored_value
 
 ARGS = ["--epochs", "5", "--steps-per-epoch", "6", "--batch-size", "4", "--base-width", "4",
         "--depth", "2", "--views", "3", "--seed", "4", "--lr", "3e-3", "--no-progress"]
@@ -44,3 +47,42 @@ def test_best_model_and_early_stop_follow_the_monitor(data, tmp_path, capsys, mo
     assert (f"(best epoch {best_epoch} of {epochs_run}, validation {monitor} "
             f"{SCRIPT[best_epoch - 1][0 if monitor == 'loss' else 1]:.4f}"
             in capsys.readouterr().out)
+
+
+def test_monitored_value_inverts_the_score():
+    for monitor in ("dice", "loss"):
+        assert monitored_value(monitor, monitored_score(monitor, 0.25, 0.75)) == (
+            0.75 if monitor == "dice" else 0.25)
+
+
+def _set_monitor(model_dir, monitor):
+    config = load_config(model_dir / "config.yaml")
+    save_config(dataclasses.replace(config, train=dataclasses.replace(config.train,
+                                                                      monitor=monitor)),
+                model_dir / "config.yaml")
+
+
+def test_resume_refuses_a_state_saved_with_another_monitor(data, tmp_path, capsys):
+    out = tmp_path / "model"
+    assert main(["train", str(data), "--out", str(out), "--monitor", "loss", *ARGS,
+                 "--epochs", "1"]) == 0
+    _set_monitor(out, "dice")
+    # the saved best score is a loss: compared with -Dice, every epoch would look better
+    assert main(["train", str(data), "--out", str(out), "--resume", "--epochs", "2",
+                 "--no-progress"]) == 2
+    assert "following the validation loss" in capsys.readouterr().err
+    _set_monitor(out, "loss")
+    assert main(["train", str(data), "--out", str(out), "--resume", "--epochs", "2",
+                 "--no-progress"]) == 0
+
+
+def test_a_state_saved_before_the_monitor_existed_followed_the_loss(data, tmp_path, capsys):
+    out = tmp_path / "model"
+    assert main(["train", str(data), "--out", str(out), *ARGS, "--epochs", "1"]) == 0
+    state_path = out / "train_state.pt"
+    saved = torch.load(state_path, weights_only=True)
+    del saved["monitor"]
+    torch.save(saved, state_path)
+    assert main(["train", str(data), "--out", str(out), "--resume", "--epochs", "2",
+                 "--no-progress"]) == 2  # the config follows the Dice, the default
+    assert "following the validation loss" in capsys.readouterr().err

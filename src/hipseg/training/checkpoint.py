@@ -37,6 +37,7 @@ class TrainState:
     amp: AutocastPolicy | None = None
     epoch: int = 0
     rows: list[dict] = dataclasses.field(default_factory=list)
+    monitor: str = "dice"  # what best_loss scores: the validation "dice" or "loss"
     best_loss: float = float("inf")  # the monitored score (loss or -Dice), lower is better
     best_epoch: int = 0
     stale: int = 0
@@ -52,7 +53,8 @@ def save_checkpoint(state: TrainState, path: Path, rank_rng_states: list[dict] |
     saved = {
         "model": state.network.state_dict(), "optimizer": state.optimizer.state_dict(),
         "scheduler": state.scheduler.state_dict(), "numpy_rng": rng_states,
-        "epoch": state.epoch, "rows": state.rows, "best_val_loss": state.best_loss,
+        "epoch": state.epoch, "rows": state.rows, "monitor": state.monitor,
+        "best_val_loss": state.best_loss,
         "best_epoch": state.best_epoch, "stale": state.stale,
     }
     if state.amp is not None and state.amp.scaler is not None:
@@ -67,12 +69,20 @@ def load_checkpoint(state: TrainState, path: Path, device: torch.device, rank: i
     Raises
     ------
     InputError
-        The run was saved with another number of processes.
+        The run was saved with another number of processes, or while following another
+        validation value than ``state.monitor`` (its best score and lr schedule would be
+        compared with the wrong quantity).
     """
     saved = load_state_dict(path, map_location=device)
     if len(saved["numpy_rng"]) != world_size:
         raise InputError(path, f"saved by a run of {len(saved['numpy_rng'])} process(es); resume "
                                f"it with as many, not {world_size}")
+    # States saved before train.monitor existed followed the validation loss.
+    saved_monitor = saved.get("monitor", "loss")
+    if saved_monitor != state.monitor:
+        raise InputError(path, f"saved while following the validation {saved_monitor}, but "
+                               f"config.yaml now says train.monitor: {state.monitor}; set it "
+                               f"back to {saved_monitor} to resume")
     state.network.load_state_dict(saved["model"])
     state.optimizer.load_state_dict(saved["optimizer"])
     state.scheduler.load_state_dict(saved["scheduler"])

@@ -58,6 +58,7 @@ __all__ = [
     "complete_geometry",
     "make_sampler",
     "monitored_score",
+    "monitored_value",
     "prepare_config",
     "run_epoch",
     "sample_batch",
@@ -370,7 +371,7 @@ def train(cases: list[Case], config: HipsegConfig, out_dir: Path, *, device: tor
     scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, factor=tc.lr_factor,
                                                            patience=tc.lr_patience)
     state = TrainState(network, optimizer, scheduler, rng, trained=wrap_model(network, run),
-                       amp=AutocastPolicy.for_device(device, precision))
+                       amp=AutocastPolicy.for_device(device, precision), monitor=tc.monitor)
     if resume:
         load_checkpoint(state, state_path, device, run.rank, run.world_size)
         if state.epoch >= tc.epochs:
@@ -399,13 +400,18 @@ def train(cases: list[Case], config: HipsegConfig, out_dir: Path, *, device: tor
         logger.info("epoch %d: train loss %.4f, val loss %.4f, val Dice %.3f", state.epoch,
                     train_loss, val_loss, val_dice)
         _end_of_epoch(state, config, out_dir, score, run)
-    best = -state.best_loss if tc.monitor == "dice" else state.best_loss
-    return TrainResult(out_dir, len(state.rows), state.best_epoch, tc.monitor, best)
+    return TrainResult(out_dir, len(state.rows), state.best_epoch, tc.monitor,
+                       monitored_value(tc.monitor, state.best_loss))
 
 
 def monitored_score(monitor: str, val_loss: float, val_dice: float) -> float:
     """The value the best model, lr schedule and early stopping minimise: the loss, or -Dice."""
     return -val_dice if monitor == "dice" else val_loss
+
+
+def monitored_value(monitor: str, score: float) -> float:
+    """The validation Dice or loss that :func:`monitored_score` made ``score`` from."""
+    return -score if monitor == "dice" else score
 
 
 def _end_of_epoch(state: TrainState, config: HipsegConfig, out_dir: Path, score: float,
