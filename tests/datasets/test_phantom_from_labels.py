@@ -78,6 +78,15 @@ def test_workers_make_the_same_cases_as_one_process(map_dir, tmp_path):
     assert not np.array_equal(made["1"]["s27.nii.gz"], made["1"]["s28.nii.gz"])
 
 
+def test_a_bad_map_in_a_worker_is_reported_by_name(map_dir, tmp_path, capsys):
+    bad = map_dir / "s99.nii.gz"
+    nib.save(nib.Nifti1Image(np.full((8, 8, 8), 9, np.uint8), np.eye(4)), bad)
+    assert main(["phantom", str(tmp_path / "out"), "--from-labels", str(map_dir),
+                 "--spacing", "5", "5", "5", "--workers", "2", "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert "s99.nii.gz" in err and "Traceback" not in err
+
+
 def test_resamples_with_spacing(map_dir, tmp_path):
     out = tmp_path / "out"
     assert main(["phantom", str(out), "--from-labels", str(map_dir), "--spacing", "4", "4", "4",

@@ -76,13 +76,21 @@ def test_resume_refuses_a_state_saved_with_another_monitor(data, tmp_path, capsy
                  "--no-progress"]) == 0
 
 
-def test_a_state_saved_before_the_monitor_existed_followed_the_loss(data, tmp_path, capsys):
+@pytest.mark.parametrize("monitor", ["loss", "dice"])
+def test_a_state_saved_without_its_monitor_is_read_from_its_best_score(data, tmp_path, capsys,
+                                                                       monitor):
     out = tmp_path / "model"
-    assert main(["train", str(data), "--out", str(out), *ARGS, "--epochs", "1"]) == 0
+    assert main(["train", str(data), "--out", str(out), "--monitor", monitor, *ARGS,
+                 "--epochs", "1"]) == 0
     state_path = out / "train_state.pt"
     saved = torch.load(state_path, weights_only=True)
-    del saved["monitor"]
+    del saved["monitor"]  # as saved before the state kept it
     torch.save(saved, state_path)
-    assert main(["train", str(data), "--out", str(out), "--resume", "--epochs", "2",
-                 "--no-progress"]) == 2  # the config follows the Dice, the default
-    assert "following the validation loss" in capsys.readouterr().err
+    _set_monitor(out, "dice")
+    code = main(["train", str(data), "--out", str(out), "--resume", "--epochs", "2",
+                 "--no-progress"])
+    if monitor == "loss":
+        assert code == 2
+        assert "following the validation loss" in capsys.readouterr().err
+    else:
+        assert code == 0

@@ -33,6 +33,10 @@ class InputError(HipsegError):
         self.problem = problem
         super().__init__(f"{self.path}: {problem}")
 
+    def __reduce__(self) -> tuple:
+        # Rebuilt from its two arguments, so it crosses a process pool intact.
+        return type(self), (self.path, self.problem)
+
 
 class ConfigError(HipsegError):
     """A configuration value or file is invalid."""

@@ -166,7 +166,7 @@ def write_label_cases(out_dir: Path, paths: Sequence[Path], seed: int, *, varian
     jobs = [(out_dir, path, seed, index, v, settings)
             for index, path in enumerate(paths) for v in range(variants + 1)]
     with tqdm(total=len(jobs), desc="phantoms", disable=not progress) as bar:
-        if workers == 1:
+        if workers == 1 or len(jobs) < 2:
             names = []
             for index, path in enumerate(paths):
                 labels = read_labels(path, DEFAULT_LABELS)  # once per map, for all its variants
@@ -177,9 +177,13 @@ def write_label_cases(out_dir: Path, paths: Sequence[Path], seed: int, *, varian
         else:
             with ProcessPoolExecutor(min(workers, len(jobs))) as pool:
                 futures = [pool.submit(_write_label_job, job) for job in jobs]
-                for future in as_completed(futures):
-                    future.result()
-                    bar.update()
+                try:
+                    for future in as_completed(futures):
+                        future.result()
+                        bar.update()
+                except BaseException:
+                    pool.shutdown(cancel_futures=True)  # report now, not after every case
+                    raise
                 names = [future.result() for future in futures]
     logger.info("wrote %d phantom cases from %d label maps to %s", len(names), len(paths),
                 out_dir)

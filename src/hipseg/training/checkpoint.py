@@ -77,8 +77,7 @@ def load_checkpoint(state: TrainState, path: Path, device: torch.device, rank: i
     if len(saved["numpy_rng"]) != world_size:
         raise InputError(path, f"saved by a run of {len(saved['numpy_rng'])} process(es); resume "
                                f"it with as many, not {world_size}")
-    # States saved before train.monitor existed followed the validation loss.
-    saved_monitor = saved.get("monitor", "loss")
+    saved_monitor = saved.get("monitor") or _monitor_of_best(saved, state.monitor)
     if saved_monitor != state.monitor:
         raise InputError(path, f"saved while following the validation {saved_monitor}, but "
                                f"config.yaml now says train.monitor: {state.monitor}; set it "
@@ -91,6 +90,15 @@ def load_checkpoint(state: TrainState, path: Path, device: torch.device, rank: i
     state.rng.bit_generator.state = saved["numpy_rng"][rank]
     state.rows, state.best_loss = list(saved["rows"]), saved["best_val_loss"]
     state.best_epoch, state.stale, state.epoch = saved["best_epoch"], saved["stale"], saved["epoch"]
+
+
+def _monitor_of_best(saved: dict, default: str) -> str:
+    """What a state saved before it stored its monitor followed: the value its best score
+    equals in its best epoch's row (``default`` while it has none)."""
+    if not saved["best_epoch"]:
+        return default
+    row = saved["rows"][saved["best_epoch"] - 1]
+    return "dice" if saved["best_val_loss"] == -row["val_dice"] else "loss"
 
 
 def write_case_list(cases: list[Case], path: Path) -> None:
