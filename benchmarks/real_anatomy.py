@@ -75,8 +75,9 @@ from hipseg.datasets.phantom import (
     IMAGES,
     LABELS,
     LABELS_COARSE,
+    label_case_jobs,
     label_case_name,
-    write_label_case,
+    write_label_job,
 )
 from hipseg.evaluation.evaluate import evaluate_case
 from hipseg.io import case_id, find_cases, read_image, read_labels
@@ -176,18 +177,13 @@ def train_once(model: Path, cli_args: list[str], log: Path) -> tuple[float, floa
     return seconds, peak
 
 
-def make_case(job: tuple) -> str:
-    out, path, seed, index, variant, settings = job
-    return write_label_case(out, path, seed, index, variant, settings=settings)
-
-
 def case_jobs(out: Path, maps: list[Path], seed: int, variants: int,
               settings: LabelPhantomSettings) -> list[tuple]:
-    """``make_case``'s jobs for the cases of ``out`` an earlier run has not written (as
-    ``write_label_cases`` numbers them: the same phantoms whatever the number of workers)."""
-    return [(out, path, seed, index, v, settings)
-            for index, path in enumerate(maps) for v in range(variants + 1)
-            if not (out / LABELS_COARSE / f"{label_case_name(path, v)}.nii.gz").is_file()]
+    """``write_label_job``'s jobs for the cases of ``out`` an earlier run has not written (as
+    ``write_label_cases`` numbers them: the same phantoms whatever the number of workers;
+    ``labels_coarse`` is the last file a case writes)."""
+    return [job for job in label_case_jobs(out, maps, seed, variants, settings)
+            if not (out / LABELS_COARSE / f"{label_case_name(job[1], job[4])}.nii.gz").is_file()]
 
 
 def make_data(root: Path, label_maps: Path, schedule: Schedule, seed: int, *, pretrain: bool,
@@ -229,7 +225,7 @@ def make_data(root: Path, label_maps: Path, schedule: Schedule, seed: int, *, pr
                           turned)
     logger.info("making %d phantoms in %d processes", len(jobs), workers)
     with ProcessPoolExecutor(workers) as pool:
-        for _ in pool.map(make_case, jobs):
+        for _ in pool.map(write_label_job, jobs):
             pass
     subset = root / "finetune2"
     for sub in (IMAGES, LABELS):

@@ -31,11 +31,13 @@ __all__ = [
     "IMAGES",
     "LABELS",
     "LABELS_COARSE",
+    "label_case_jobs",
     "label_case_name",
     "write_case",
     "write_label_case",
     "write_label_cases",
     "write_label_dataset",
+    "write_label_job",
     "write_mesh_dataset",
     "write_procedural_dataset",
 ]
@@ -134,7 +136,16 @@ def label_case_name(path: Path, variant: int) -> str:
     return case_id(path) if variant == 0 else f"{case_id(path)}_v{variant:02d}"
 
 
-def _write_label_job(job: tuple) -> str:
+def label_case_jobs(out_dir: Path, paths: Sequence[Path], seed: int, variants: int,
+                    settings: LabelPhantomSettings | None) -> list[tuple]:
+    """:func:`write_label_job`'s jobs for every case of :func:`write_label_cases`, in its
+    order: map ``i`` of ``paths`` itself, then its ``variants`` new anatomies."""
+    return [(out_dir, path, seed, index, v, settings)
+            for index, path in enumerate(paths) for v in range(variants + 1)]
+
+
+def write_label_job(job: tuple) -> str:
+    """:func:`write_label_case` of one :func:`label_case_jobs` job (a pool's task)."""
     out_dir, path, seed, index, variant, settings = job
     return write_label_case(out_dir, path, seed, index, variant, settings=settings)
 
@@ -163,8 +174,7 @@ def write_label_cases(out_dir: Path, paths: Sequence[Path], seed: int, *, varian
     refuse_name_clashes((path, Path(out_dir) / LABELS / case_id(path)) for path in paths)
     refuse_overwriting_inputs(paths, [Path(out_dir) / sub / f"{case_id(p)}.nii.gz"
                                       for sub in (IMAGES, LABELS, LABELS_COARSE) for p in paths])
-    jobs = [(out_dir, path, seed, index, v, settings)
-            for index, path in enumerate(paths) for v in range(variants + 1)]
+    jobs = label_case_jobs(out_dir, paths, seed, variants, settings)
     with tqdm(total=len(jobs), desc="phantoms", disable=not progress) as bar:
         if workers == 1 or len(jobs) < 2:
             names = []
@@ -176,7 +186,7 @@ def write_label_cases(out_dir: Path, paths: Sequence[Path], seed: int, *, varian
                     bar.update()
         else:
             with ProcessPoolExecutor(min(workers, len(jobs))) as pool:
-                futures = [pool.submit(_write_label_job, job) for job in jobs]
+                futures = [pool.submit(write_label_job, job) for job in jobs]
                 try:
                     for future in as_completed(futures):
                         future.result()
