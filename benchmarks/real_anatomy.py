@@ -43,6 +43,11 @@ Scores per test scan, mean +- std: Dice, GapDice, HD95, ASSD (mm), per class and
 (eps 2 mm) after symmetric connected components and before the gap guarantee; "sides": the
 scans in which every bone is found (Dice > 0.5) on its own side of the midline.
 
+``--finest-pixel-mm MM|rule`` trains every model at pixel spacings from MM (``rule``: the
+paper's rule on the training scans) up to the floored one; each such model is then scored
+twice on the same scans, at its floored spacing and at its finest (row ``NAME @ S mm``): the
+same model at the product's speed and at the paper's full resolution.
+
 Usage: .venv/bin/python benchmarks/real_anatomy.py --out DIR [--rows full no-lateral ...]
        [--quick]
 Results are written to DIR/results.json after every model, and the table is printed then, so
@@ -66,9 +71,10 @@ import numpy as np
 from ablation import mean_std
 from measure import run_measured
 
+from hipseg.cli.train import finest_pixel_mm
 from hipseg.collisions import count_collisions
 from hipseg.core.atomic import atomic_write_text
-from hipseg.core.config import FINETUNE_TRAIN, SamplingConfig
+from hipseg.core.config import FINETUNE_TRAIN, SamplingConfig, load_config
 from hipseg.core.labels import DEFAULT_LABELS
 from hipseg.core.volume import apply_affine
 from hipseg.datasets.phantom import (
@@ -84,6 +90,7 @@ from hipseg.io import case_id, find_cases, read_image, read_labels
 from hipseg.phantom import LabelPhantomSettings
 from hipseg.phantom.variants import VariantSettings
 from hipseg.postprocess import symmetric_components
+from hipseg.runtime.model_io import ModelFolder
 
 LABEL_MAPS = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "hip-labels"
 HIPSEG = [sys.executable, "-m", "hipseg"]
@@ -131,6 +138,7 @@ class Schedule:
     min_pixel_mm: float = SamplingConfig().min_pixel_spacing_mm
     joint_plane_fraction: float = SamplingConfig().joint_plane_fraction
     appearance_fraction: float = 0.0
+    finest_pixel_mm: float = 0.0
 
 
 def quick_schedule() -> Schedule:
@@ -262,7 +270,9 @@ def train_args(data: Path, out: Path, schedule: Schedule, *, coarse: bool, later
             "--early-stop-patience", str(schedule.early_stop_patience),
             "--min-pixel-mm", str(schedule.min_pixel_mm),
             "--joint-plane-fraction", str(schedule.joint_plane_fraction),
-            "--appearance-fraction", str(schedule.appearance_fraction)]
+            "--appearance-fraction", str(schedule.appearance_fraction),
+            "--finest-pixel-mm",
+            "rule" if schedule.finest_pixel_mm < 0 else str(schedule.finest_pixel_mm)]
     if coarse:
         args += ["--labels-dir", LABELS_COARSE]
     if ignore_contacts_mm > 0:
@@ -392,15 +402,24 @@ def scan_scores(labels: np.ndarray, reference: np.ndarray, spacing_mm) -> dict[s
     return row
 
 
-def score(model: Path, test: Path, work: Path) -> list[dict]:
-    """Predict every test scan in its own process and score it."""
+def finest_spacing_mm(model: Path) -> float | None:
+    """The finest pixel spacing ``model`` was trained at, or None for one spacing."""
+    finest, coarsest = load_config(ModelFolder(model).config).sampling.trained_pixel_spacings_mm
+    return finest if finest < coarsest else None
+
+
+def score(model: Path, test: Path, work: Path, pixel_mm: float | None = None) -> list[dict]:
+    """Predict every test scan in its own process (at ``pixel_mm``, default the model's
+    spacing) and score it."""
     rows = []
+    tag = model.name if pixel_mm is None else f"{model.name}@{pixel_mm:.3f}mm"
+    spacing = [] if pixel_mm is None else ["--pixel-mm", repr(pixel_mm)]
     for case in find_cases(test / IMAGES, test / LABELS):
-        out = work / "predictions" / model.name
+        out = work / "predictions" / tag
         out.mkdir(parents=True, exist_ok=True)
         seconds, peak = run_cli(["predict", str(model), str(case.image), "--out", str(out),
-                                 "--no-postprocess", "--overwrite"],
-                                work / "logs" / f"predict-{model.name}-{case.case_id}.log")
+                                 "--no-postprocess", "--overwrite", *spacing],
+                                work / "logs" / f"predict-{tag}-{case.case_id}.log")
         image, reference, raw = read_scored(case, out / f"{case.case_id}.nii.gz")
         labels = symmetric_components(raw, DEFAULT_LABELS)
         row = scan_scores(labels, reference, image.spacing_mm)
@@ -410,7 +429,7 @@ def score(model: Path, test: Path, work: Path) -> list[dict]:
         row.update(case=case.case_id, predict_s=seconds, predict_peak_gib=peak,
                    shape=list(image.shape))
         rows.append(row)
-        logger.info("%s %s: Dice %.4f GapDice %.4f |E| %d, %.0f s, %.2f GiB", model.name,
+        logger.info("%s %s: Dice %.4f GapDice %.4f |E| %d, %.0f s, %.2f GiB", tag,
                     case.case_id, row["dice_mean"], row["gap_dice_mean"], row["collisions"],
                     seconds, peak)
     return rows
@@ -469,6 +488,11 @@ def main() -> None:
                         default=Schedule.appearance_fraction, metavar="F",
                         help="planes whose CT appearance is redrawn in every training (default "
                              "%(default)s as in runs 1-6; the product's is 0.5; use a new --out)")
+    parser.add_argument("--finest-pixel-mm", type=finest_pixel_mm, default=0.0,
+                        metavar="MM|rule",
+                        help="train every model at spacings from MM ('rule': the paper's) to "
+                             "the floor's, and score it at both (default 0: one spacing; use "
+                             "a new --out)")
     parser.add_argument("--variants", type=int, default=VARIANTS, metavar="N",
                         help="new anatomies per accurate map for the no-pretrain-variants and "
                              "mixed rows (default %(default)s)")
@@ -489,7 +513,7 @@ def main() -> None:
         scaled(quick_schedule() if args.quick else Schedule(), args.epochs_factor),
         early_stop_patience=args.patience, min_pixel_mm=args.min_pixel_mm,
         joint_plane_fraction=args.joint_plane_fraction,
-        appearance_fraction=args.appearance_fraction)
+        appearance_fraction=args.appearance_fraction, finest_pixel_mm=args.finest_pixel_mm)
     skipped = tuple(f"-{n}" for n in {2, 4} - set(args.accurate))
     root = args.out.resolve()
     (root / "logs").mkdir(parents=True, exist_ok=True)
@@ -516,15 +540,21 @@ def main() -> None:
             model = root / "models" / name
             if name not in trained:
                 trained[name] = train_once(model, cli_args, root / "logs" / f"train-{name}.log")
-            if name == pre_name or name in results:
+            if name == pre_name:
                 continue
             seconds, peak = trained[name]
             pre = trained.get(pre_name, (0.0, 0.0))
-            results[name] = {"train_min": (seconds + pre[0]) / 60,
-                             "train_peak_gib": max(peak, pre[1]),
-                             "scans": score(model, data["test"], root)}
-            results_path.write_text(json.dumps(results, indent=1))
-            print(format_tables(results), flush=True)
+            finest = finest_spacing_mm(model)
+            scored = [(name, None)] + ([] if finest is None else [(f"{name} @ {finest:.2f} mm",
+                                                                    finest)])
+            for key, pixel_mm in scored:
+                if key in results:
+                    continue
+                results[key] = {"train_min": (seconds + pre[0]) / 60,
+                                "train_peak_gib": max(peak, pre[1]),
+                                "scans": score(model, data["test"], root, pixel_mm)}
+                results_path.write_text(json.dumps(results, indent=1))
+                print(format_tables(results), flush=True)
     print(f"\ntest scans: {', '.join(r['case'] for r in next(iter(results.values()))['scans'])}; "
           f"total {(time.perf_counter() - started) / 60:.1f} min")
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from hipseg.cli.options import (
     add_common,
@@ -14,6 +15,9 @@ from hipseg.cli.options import (
     add_predict_scaling,
 )
 from hipseg.cli.values import float_in
+
+if TYPE_CHECKING:
+    from hipseg.runtime.model_io import LoadedModel
 
 __all__ = ["add_parser", "run"]
 
@@ -59,6 +63,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                         "--save-uncertainty)")
     p.add_argument("--overwrite", action="store_true",
                    help="predict again where OUT/<case>.nii.gz exists (default: skip it)")
+    p.add_argument("--pixel-mm", type=float_in(0.0, 100.0, low_open=True), metavar="MM",
+                   help="plane pixel spacing in mm (default: the model's); a model trained "
+                        "with --finest-pixel-mm takes any spacing in its trained range")
     p.add_argument("--max-memory-gb", type=float_in(0.0, low_open=True),
                    help="refuse scans whose prediction needs more (default: 80%% of the memory)")
     add_connectivity(p)
@@ -83,10 +90,11 @@ def run(args: argparse.Namespace) -> None:
                              output_format=args.output_format, series_uid=args.series_uid,
                              precision=args.precision,
                              crop_margin_mm=args.crop_margin_mm if args.crop else None,
-                             mirror=args.mirror)
+                             mirror=args.mirror, pixel_spacing_mm=args.pixel_mm)
     device = select_device(args.device)
     inputs = select_part(args.inputs, args.num_parts, args.part_id)
     model = load_model(args.model, device)
+    check_pixel_spacing(model, args.model, args.pixel_mm)
     summaries = predict_files_in_workers(model, args.model, inputs, args.out, options=options,
                                          workers=args.workers, threads=args.threads,
                                          progress=not args.no_progress)
@@ -116,3 +124,20 @@ def run(args: argparse.Namespace) -> None:
             print(f"meshes and their QC written to {mesh_dir}")
         if report_dir is not None:
             print(f"QC reports written to {report_dir}")
+
+
+def check_pixel_spacing(model: LoadedModel, model_dir: Path, pixel_spacing_mm: float | None) -> None:
+    """Refuse, naming the model folder, a ``--pixel-mm`` the model cannot predict at (before
+    any scan is read)."""
+    from hipseg.core.errors import ConfigError, InputError
+    from hipseg.models.registry import architecture
+
+    if pixel_spacing_mm is None:
+        return
+    if not architecture(model.config.model.architecture).uses_views:
+        raise InputError(model_dir, "--pixel-mm: a 3D UNet predicts on the scan's own voxels, "
+                                    "it has no planes")
+    try:
+        model.config.sampling.prediction_pixel_spacing_mm(pixel_spacing_mm)
+    except ConfigError as err:
+        raise InputError(model_dir, f"--pixel-mm: {err}") from None

@@ -24,7 +24,18 @@ from hipseg.core.config import (
 )
 from hipseg.models.registry import ARCHITECTURES
 
-__all__ = ["add_parser", "run"]
+__all__ = ["add_parser", "finest_pixel_mm", "run"]
+
+
+def finest_pixel_mm(text: str) -> float:
+    """``--finest-pixel-mm``: ``rule`` is -1 (measured with the plane size), else 0 or a
+    spacing in 0.01..20 mm."""
+    if text.strip().lower() == "rule":
+        return -1.0
+    value = float_in(0.0, 20.0)(text)
+    if 0 < value < 0.01:
+        raise argparse.ArgumentTypeError(f"{text!r}: 0 (one spacing), 'rule' or 0.01..20 mm")
+    return value
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -57,6 +68,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="floor on the pixel spacing in mm: a measured dim is lowered until its "
                         "pixels are at least this large (default %(default)s; 0: the paper's "
                         "rule, pixels as fine as the training scans' voxels)")
+    p.add_argument("--finest-pixel-mm", type=finest_pixel_mm, default=0.0, metavar="MM|rule",
+                   help="also train at finer pixels: each plane's spacing drawn between MM (or "
+                        "'rule': the paper's rule, the training scans' own resolution) and the "
+                        "floored one, so predict --pixel-mm can use any in between (default 0: "
+                        "one spacing)")
     p.add_argument("--joint-plane-fraction", type=float_in(0.0, 1.0 - defaults.sampling.foreground_plane_fraction),
                    default=defaults.sampling.joint_plane_fraction, metavar="F",
                    help="fraction of training planes aimed at a joint-space voxel (background "
@@ -81,6 +97,7 @@ def run(args: argparse.Namespace) -> None:
         sampling=dataclasses.replace(defaults.sampling, dim=args.dim,
                                      sphere_diameter_mm=args.sphere_mm,
                                      min_pixel_spacing_mm=args.min_pixel_mm,
+                                     finest_pixel_spacing_mm=args.finest_pixel_mm,
                                      joint_plane_fraction=args.joint_plane_fraction),
         model=dataclasses.replace(defaults.model, base_width=args.base_width, depth=args.depth,
                                   architecture=args.architecture, patch_vox=args.patch_vox,

@@ -164,6 +164,13 @@ class SamplingConfig:
     ``hipseg.training.data.JOINT_SPACE_MM`` apart), a fraction
     ``foreground_plane_fraction`` through a random bone voxel, the rest lie uniformly in the
     sphere.
+
+    Several pixel spacings: with ``finest_pixel_spacing_mm`` > 0 each training plane's spacing
+    is drawn log-uniformly between it and ``pixel_spacing_mm``; a plane keeps ``dim`` pixels, so
+    a finer one covers a smaller field centred on its aimed point. Such a model predicts at any
+    spacing in that range (``hipseg predict --pixel-mm``), e.g. the coarse default over the
+    whole scan and its own resolution where the gaps are. ``-1``: the paper's rule's spacing
+    (the measured ``dim`` before the floor), filled in with the plane size. ``0``: one spacing.
     """
 
     dim: int = 0
@@ -172,10 +179,15 @@ class SamplingConfig:
     min_pixel_spacing_mm: float = 2.0
     foreground_plane_fraction: float = 0.5
     joint_plane_fraction: float = 0.0
+    finest_pixel_spacing_mm: float = 0.0
 
     def __post_init__(self) -> None:
         _check("sampling.dim", self.dim, self.dim == 0 or 1 <= self.dim <= 4096,
                "0 (unmeasured) or in 1..4096")
+        _check("sampling.finest_pixel_spacing_mm", self.finest_pixel_spacing_mm,
+               self.finest_pixel_spacing_mm in (-1.0, 0.0)
+               or 0.01 <= self.finest_pixel_spacing_mm <= 100.0,
+               "-1 (the paper's rule), 0 (one spacing) or in 0.01..100")
         _check("sampling.sphere_diameter_mm", self.sphere_diameter_mm,
                0 <= self.sphere_diameter_mm <= 10_000, "0 (unmeasured) or in 0..10000")
         _check_between("sampling.percentile", self.percentile, 0.0, 100.0)
@@ -189,12 +201,39 @@ class SamplingConfig:
             # refused as a scan too large for memory.
             _check_between("sampling.sphere_diameter_mm / sampling.dim", self.pixel_spacing_mm,
                            0.01, 100.0)
+            if self.finest_pixel_spacing_mm > 0:
+                _check_between("sampling.finest_pixel_spacing_mm", self.finest_pixel_spacing_mm,
+                               0.01, self.pixel_spacing_mm)
 
     @property
     def pixel_spacing_mm(self) -> float:
         if self.dim <= 0 or self.sphere_diameter_mm <= 0:
             raise ConfigError("sampling.dim and sampling.sphere_diameter_mm are not set")
         return self.sphere_diameter_mm / self.dim
+
+    @property
+    def trained_pixel_spacings_mm(self) -> tuple[float, float]:
+        """``(finest, coarsest)`` pixel spacing of the training planes, mm."""
+        base = self.pixel_spacing_mm
+        return (self.finest_pixel_spacing_mm if self.finest_pixel_spacing_mm > 0 else base, base)
+
+    def prediction_pixel_spacing_mm(self, requested_mm: float | None = None) -> float:
+        """The pixel spacing to predict at: ``requested_mm``, or the trained one when None.
+
+        Raises
+        ------
+        ConfigError
+            ``requested_mm`` lies outside :attr:`trained_pixel_spacings_mm` (0.5 % slack).
+        """
+        if requested_mm is None:
+            return self.pixel_spacing_mm
+        finest, coarsest = self.trained_pixel_spacings_mm
+        if not finest * 0.995 <= requested_mm <= coarsest * 1.005:
+            hint = "" if finest < coarsest else (
+                "; a model trained with --finest-pixel-mm predicts at several")
+            raise ConfigError(f"pixel spacing {requested_mm:g} mm is outside the "
+                              f"{finest:.3g}-{coarsest:.3g} mm this model was trained at{hint}")
+        return float(requested_mm)
 
 
 @dataclass(frozen=True)

@@ -51,6 +51,8 @@ class PredictOptions:
     crop_margin_mm: float | None = None
     #: Also predict the scan mirrored across the body's midline and fuse both (twice the network's work).
     mirror: bool = False
+    #: Plane pixel spacing in mm, within the model's trained range (None: the model's own).
+    pixel_spacing_mm: float | None = None
 
 
 @dataclass(frozen=True)
@@ -181,12 +183,14 @@ def predict_files(model: LoadedModel, inputs: list[Path], out_dir: Path, *,
                 if options.crop_margin_mm is None:
                     prediction = predict_volume(model, image, max_memory_bytes=max_memory,
                                                 progress=progress, precision=options.precision,
-                                                mirror=options.mirror)
+                                                mirror=options.mirror,
+                                                pixel_spacing_mm=options.pixel_spacing_mm)
                 else:
                     prediction = predict_hip_region(model, image, margin_mm=options.crop_margin_mm,
                                                     max_memory_bytes=max_memory, progress=progress,
                                                     precision=options.precision,
-                                                    mirror=options.mirror)
+                                                    mirror=options.mirror,
+                                                    pixel_spacing_mm=options.pixel_spacing_mm)
             except VolumeError as err:
                 raise InputError(path, str(err)) from None
             _check_finite(prediction, model)

@@ -44,10 +44,12 @@ def locate_hips(model: LoadedModel, image: Volume, *, margin_mm: float,
 
 def predict_hip_region(model: LoadedModel, image: Volume, *, margin_mm: float,
                        max_memory_bytes: int | None = None, progress: bool = True,
-                       precision: str = "auto", mirror: bool = False) -> Prediction:
+                       precision: str = "auto", mirror: bool = False,
+                       pixel_spacing_mm: float | None = None) -> Prediction:
     """:func:`predict_volume` on the hip region only, returned on ``image``'s full grid.
 
-    ``mirror`` applies to the region's prediction, not to the coarse pass that finds it.
+    ``mirror`` and ``pixel_spacing_mm`` apply to the region's prediction, not to the coarse
+    pass that finds it (which keeps the model's own spacing).
 
     Outside the region: label 0, background probability 1, disagreement 0. When no bone is
     found, the whole prediction is background (and a warning is logged).
@@ -64,7 +66,8 @@ def predict_hip_region(model: LoadedModel, image: Volume, *, margin_mm: float,
     lo, hi = box
     logger.info("hip region: voxels %s to %s of %s", lo.tolist(), (hi - 1).tolist(), image.shape)
     part = predict_volume(model, crop_volume(image, lo, hi), max_memory_bytes=max_memory_bytes,
-                          progress=progress, precision=precision, mirror=mirror)
+                          progress=progress, precision=precision, mirror=mirror,
+                          pixel_spacing_mm=pixel_spacing_mm)
     return Prediction(labels=paste(part.labels, lo, image.shape),
                       probabilities=paste(part.probabilities, lo, image.shape, fill=background),
                       disagreement=paste(part.disagreement, lo, image.shape))

@@ -10,7 +10,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from hipseg.core.errors import VolumeError
+from hipseg.core.errors import ConfigError, VolumeError
 from hipseg.core.volume import Volume, mirrored_affine
 from hipseg.fusion import ViewAggregator
 from hipseg.inference.predict3d import predict_probabilities_3d
@@ -72,16 +72,18 @@ def estimate_prediction_bytes(shape: tuple[int, int, int], n_classes: int,
     return voxels * per_voxel + 4 * n_classes * (stack_dim + 2) ** 3
 
 
-def view_geometry(model: LoadedModel, image: Volume, context_px: int | None = DEFAULT_CONTEXT_PX
+def view_geometry(model: LoadedModel, image: Volume, context_px: int | None = DEFAULT_CONTEXT_PX,
+                  pixel_spacing_mm: float | None = None
                   ) -> list[tuple[ViewGrid, StackWindow, np.ndarray]]:
-    """Per view of ``model``: its plane grid over ``image``, the window of that stack the
-    network runs on (``context_px`` as :func:`hipseg.views.grid.stack_window`), and the
-    ``(4, 4)`` matrix from that window's stack index to voxel index."""
+    """Per view of ``model``: its plane grid over ``image`` at ``pixel_spacing_mm`` (default:
+    the model's), the window of that stack the network runs on (``context_px`` as
+    :func:`hipseg.views.grid.stack_window`), and the ``(4, 4)`` matrix from that window's stack
+    index to voxel index."""
     multiple = model.network.size_multiple
+    spacing = model.config.sampling.prediction_pixel_spacing_mm(pixel_spacing_mm)
     geometry = []
     for direction in np.asarray(model.config.views.directions):
-        grid = prediction_grid(direction, image.center_mm, image.extent_mm,
-                               model.config.sampling.pixel_spacing_mm, multiple)
+        grid = prediction_grid(direction, image.center_mm, image.extent_mm, spacing, multiple)
         window = stack_window(grid, image.affine, image.shape, context_px=context_px,
                               multiple_of=multiple)
         geometry.append((grid, window, grid.stack_to_voxel(image.affine) @ window.shift()))
@@ -98,7 +100,7 @@ def mirrored_volume(image: Volume) -> Volume:
 def predict_volume(model: LoadedModel, image: Volume, *, batch_size: int = 16,
                    max_memory_bytes: int | None = None, progress: bool = True,
                    precision: str = "auto", context_px: int | None = DEFAULT_CONTEXT_PX,
-                   mirror: bool = False) -> Prediction:
+                   mirror: bool = False, pixel_spacing_mm: float | None = None) -> Prediction:
     """Segment one scan with all of the model's views (SPEC step 7), or with the 3D
     baseline's sliding window (:data:`PREDICTORS` by ``model.architecture``).
 
@@ -122,20 +124,31 @@ def predict_volume(model: LoadedModel, image: Volume, *, batch_size: int = 16,
         Also predict the scan mirrored across the body's midline (:func:`mirrored_volume`),
         swap the side ids of that prediction back, and fuse both: twice the network's work,
         the same memory. A test-time augmentation, measured in docs/accuracy.md.
+    pixel_spacing_mm : float, optional
+        Plane pixel spacing (mm) within the range the model was trained at
+        (:meth:`~hipseg.core.config.SamplingConfig.prediction_pixel_spacing_mm`); default the
+        model's. The 3D baseline has no planes and refuses one.
 
     Raises
     ------
     VolumeError
         The scan is too large, or its intensities cannot be scaled.
+    ConfigError
+        ``pixel_spacing_mm`` is outside the model's trained range, or given to a 3D UNet.
     """
     return PREDICTORS[model.config.model.architecture](
         model, image, batch_size=batch_size, max_memory_bytes=max_memory_bytes,
-        progress=progress, precision=precision, context_px=context_px, mirror=mirror)
+        progress=progress, precision=precision, context_px=context_px, mirror=mirror,
+        pixel_spacing_mm=pixel_spacing_mm)
 
 
 def _predict_patches(model: LoadedModel, image: Volume, *, progress: bool = True,
-                     mirror: bool = False, **_: object) -> Prediction:
+                     mirror: bool = False, pixel_spacing_mm: float | None = None,
+                     **_: object) -> Prediction:
     """The ablation's 3D baseline: a sliding window, no views to fuse (no disagreement)."""
+    if pixel_spacing_mm is not None:
+        raise ConfigError("a pixel spacing was given, but a 3D UNet predicts on the scan's "
+                          "own voxels, not on planes")
     probabilities = predict_probabilities_3d(model, image, progress=progress)
     if mirror:
         swapped = list(model.config.labels.mirrored_ids)
@@ -148,12 +161,14 @@ def _predict_patches(model: LoadedModel, image: Volume, *, progress: bool = True
 
 def _predict_views(model: LoadedModel, image: Volume, *, batch_size: int,
                    max_memory_bytes: int | None, progress: bool, precision: str,
-                   context_px: int | None, mirror: bool) -> Prediction:
+                   context_px: int | None, mirror: bool,
+                   pixel_spacing_mm: float | None) -> Prediction:
     """Every plane of every view of the model, fused (see :func:`predict_volume`)."""
     config, network, device = model.config, model.network, model.device
     limit = int(0.8 * physical_memory_bytes()) if max_memory_bytes is None else max_memory_bytes
-    largest = prediction_grid(np.eye(3)[0], image.center_mm, image.extent_mm,
-                              config.sampling.pixel_spacing_mm, network.size_multiple)
+    spacing = config.sampling.prediction_pixel_spacing_mm(pixel_spacing_mm)
+    largest = prediction_grid(np.eye(3)[0], image.center_mm, image.extent_mm, spacing,
+                              network.size_multiple)
     needed = estimate_prediction_bytes(image.shape, config.labels.n_classes, largest.dim,
                                        config.model.in_channels)
     if needed > limit:
@@ -174,7 +189,8 @@ def _predict_views(model: LoadedModel, image: Volume, *, batch_size: int,
         volume = torch.from_numpy(channels).to(device)
         del channels
         fill_value = tuple(fill_values.tolist())
-        for view, (_, window, to_voxel) in enumerate(view_geometry(model, seen, context_px)):
+        for view, (_, window, to_voxel) in enumerate(view_geometry(model, seen, context_px,
+                                                                   spacing)):
             label = f"view {view + 1}/{n_views}" + (" mirrored" if i else "")
             stack = predict_stack(fast, volume, to_voxel, window, fill_value=fill_value,
                                   batch_size=batch_size, autocast=dtype,

@@ -17,7 +17,7 @@ from hipseg.io.sides import check_sides
 from hipseg.preprocess import network_input
 from hipseg.runtime.device import physical_memory_bytes
 from hipseg.training.weightmaps import cached_weight_map
-from hipseg.views.grid import ViewGrid
+from hipseg.views.grid import ViewGrid, view_basis
 from hipseg.views.sampling import sample_planes
 from hipseg.weights import joint_space_voxels
 
@@ -162,6 +162,11 @@ class PlaneSampler:
     A fraction ``joint_plane_fraction`` of the planes passes through a random joint-space
     voxel, ``foreground_plane_fraction`` through a random bone voxel, the rest lie uniformly
     within the sphere.
+
+    With ``finest_pixel_spacing_mm`` in ``(0, pixel_spacing_mm)`` every plane's spacing is drawn
+    log-uniformly between the two; the plane keeps ``dim`` pixels and is centred near its
+    aimed point (within a quarter of its side, so the point is not always in the middle), or
+    on a uniform point of the sphere's cube.
     """
 
     #: Planes get the elastic augmentation (SPEC step 5).
@@ -169,7 +174,8 @@ class PlaneSampler:
 
     def __init__(self, scans: list[TrainingScan], directions: np.ndarray, dim: int,
                  pixel_spacing_mm: float, foreground_plane_fraction: float,
-                 joint_plane_fraction: float = 0.0) -> None:
+                 joint_plane_fraction: float = 0.0, *,
+                 finest_pixel_spacing_mm: float = 0.0) -> None:
         if not scans:
             raise ValueError("no training scans")
         self.scans = scans
@@ -178,10 +184,40 @@ class PlaneSampler:
         self.pixel_spacing_mm = pixel_spacing_mm
         self.foreground_plane_fraction = foreground_plane_fraction
         self.joint_plane_fraction = joint_plane_fraction
+        self.finest_pixel_spacing_mm = finest_pixel_spacing_mm
+
+    @property
+    def multi_spacing(self) -> bool:
+        return 0 < self.finest_pixel_spacing_mm < self.pixel_spacing_mm
 
     def grid(self, scan: TrainingScan, view: int) -> ViewGrid:
         return ViewGrid(self.directions[view], scan.center_mm, self.pixel_spacing_mm,
                         self.dim, self.dim)
+
+    def _plane(self, scan: TrainingScan, view: int, rng: np.random.Generator
+               ) -> tuple[ViewGrid, float]:
+        """A plane's grid and its (float) plane index in that grid."""
+        points = self._aim(scan, rng)
+        if not self.multi_spacing:
+            grid = self.grid(scan, view)
+            normal = grid.direction / np.linalg.norm(grid.direction)
+            if points is not None:
+                offset_mm = float(np.dot(points[rng.integers(len(points))] - scan.center_mm,
+                                         normal))
+            else:
+                half = self.dim * self.pixel_spacing_mm / 2.0
+                offset_mm = float(rng.uniform(-half, half))
+            return grid, float(grid.plane_index_of_offset(offset_mm))
+        spacing = float(np.exp(rng.uniform(np.log(self.finest_pixel_spacing_mm),
+                                           np.log(self.pixel_spacing_mm))))
+        if points is not None:
+            u, v, _ = view_basis(self.directions[view])
+            shift = rng.uniform(-0.25, 0.25, 2) * self.dim * spacing
+            center = points[rng.integers(len(points))] + shift[0] * u + shift[1] * v
+        else:
+            half = self.dim * self.pixel_spacing_mm / 2.0
+            center = scan.center_mm + rng.uniform(-half, half, 3)
+        return ViewGrid(self.directions[view], center, spacing, self.dim, 1), 0.0
 
     def _aim(self, scan: TrainingScan, rng: np.random.Generator) -> np.ndarray | None:
         """The points a plane is aimed at (joint space or bone), or None for a uniform one."""
@@ -212,16 +248,8 @@ class PlaneSampler:
         for _ in range(batch_size):
             scan = self.scans[rng.integers(len(self.scans))]
             view = int(rng.integers(len(self.directions)))
-            grid = self.grid(scan, view)
-            normal = grid.direction / np.linalg.norm(grid.direction)
-            points = self._aim(scan, rng)
-            if points is not None:
-                point = points[rng.integers(len(points))]
-                offset_mm = float(np.dot(point - scan.center_mm, normal))
-            else:
-                half = self.dim * self.pixel_spacing_mm / 2.0
-                offset_mm = float(rng.uniform(-half, half))
-            plane = torch.tensor([grid.plane_index_of_offset(offset_mm)], device=scan.image.device)
+            grid, index = self._plane(scan, view, rng)
+            plane = torch.tensor([index], dtype=torch.float64, device=scan.image.device)
             to_voxel = grid.stack_to_voxel(scan.affine)
             images.append(sample_planes(scan.image, to_voxel, plane, self.dim,
                                         mode="bilinear", fill_value=scan.fill_value))

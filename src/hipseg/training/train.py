@@ -131,21 +131,26 @@ def complete_geometry(config: HipsegConfig, scans: list, multiple_of: int) -> Hi
     ``dim`` and the sphere diameter not set in ``config`` are measured on the training scans
     (``sampling.percentile``, 75 by default, SPEC step 2); a measured ``dim`` is then lowered
     until the pixel spacing is at least ``sampling.min_pixel_spacing_mm``. A set value is kept
-    (an override).
+    (an override). ``sampling.finest_pixel_spacing_mm`` of -1 becomes the measured spacing
+    before that floor (the paper's rule).
     """
     views, sampling = config.views, config.sampling
     if not views.directions:
         directions = view_directions(views.n_views, views.min_angle_deg,
                                      np.random.default_rng(views.seed))
         views = dataclasses.replace(views, directions=tuple(tuple(float(c) for c in d) for d in directions))
-    if sampling.dim <= 0 or sampling.sphere_diameter_mm <= 0:
-        dim, diameter = measure_plane_size([s.shape for s in scans], [s.extent_mm for s in scans],
-                                           sampling.percentile, multiple_of)
+    if sampling.dim <= 0 or sampling.sphere_diameter_mm <= 0 or sampling.finest_pixel_spacing_mm < 0:
+        rule_dim, diameter = measure_plane_size([s.shape for s in scans],
+                                                [s.extent_mm for s in scans],
+                                                sampling.percentile, multiple_of)
         diameter = sampling.sphere_diameter_mm if sampling.sphere_diameter_mm > 0 else diameter
-        if sampling.dim <= 0:
-            dim = coarsen_dim(dim, diameter, sampling.min_pixel_spacing_mm, multiple_of)
-        sampling = dataclasses.replace(sampling, dim=sampling.dim if sampling.dim > 0 else dim,
-                                       sphere_diameter_mm=diameter)
+        dim = sampling.dim if sampling.dim > 0 else coarsen_dim(
+            rule_dim, diameter, sampling.min_pixel_spacing_mm, multiple_of)
+        finest = sampling.finest_pixel_spacing_mm
+        if finest < 0:  # the paper's rule, never coarser than the planes themselves
+            finest = min(diameter / rule_dim, diameter / dim)
+        sampling = dataclasses.replace(sampling, dim=dim, sphere_diameter_mm=diameter,
+                                       finest_pixel_spacing_mm=finest)
     if sampling.dim % multiple_of:
         raise HipsegError(f"sampling.dim {sampling.dim} must be a multiple of {multiple_of}")
     if not architecture(config.model.architecture).uses_views and \
@@ -158,7 +163,8 @@ def complete_geometry(config: HipsegConfig, scans: list, multiple_of: int) -> Hi
 def _planes(config: HipsegConfig, scans: list) -> PlaneSampler:
     return PlaneSampler(scans, np.asarray(config.views.directions), config.sampling.dim,
                         config.sampling.pixel_spacing_mm, config.sampling.foreground_plane_fraction,
-                        config.sampling.joint_plane_fraction)
+                        config.sampling.joint_plane_fraction,
+                        finest_pixel_spacing_mm=config.sampling.finest_pixel_spacing_mm)
 
 
 def _patches(config: HipsegConfig, scans: list) -> PatchSampler:
@@ -353,8 +359,11 @@ def train(cases: list[Case], config: HipsegConfig, out_dir: Path, *, device: tor
     if init_model is not None and not resume:
         load_weights_into(network, ModelFolder(init_model).weights)
     network.to(device).train()
-    logger.info("%s; plane size %d px, sphere %.1f mm, %d views; weight map %s; contacts %s",
-                config.model.architecture, config.sampling.dim, config.sampling.sphere_diameter_mm,
+    finest, coarsest = config.sampling.trained_pixel_spacings_mm
+    logger.info("%s; plane size %d px of %s mm, sphere %.1f mm, %d views; weight map %s; "
+                "contacts %s", config.model.architecture, config.sampling.dim,
+                f"{coarsest:.2f}" if finest == coarsest else f"{finest:.2f}-{coarsest:.2f}",
+                config.sampling.sphere_diameter_mm,
                 len(config.views.directions), "on" if config.weight_map.enabled else "off",
                 f"ignored within {config.weight_map.ignore_contacts_mm:g} mm"
                 if config.weight_map.ignore_contacts_mm > 0 else "trained on")

@@ -1,0 +1,171 @@
+"""Training at several pixel spacings and predicting at any of them (``--finest-pixel-mm``,
+``predict --pixel-mm``)."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+import torch
+
+from hipseg.cli import main
+from hipseg.cli.train import finest_pixel_mm
+from hipseg.core.config import ConfigError, HipsegConfig, SamplingConfig
+from hipseg.core.volume import Volume
+from hipseg.inference.volume import predict_volume, view_geometry
+from hipseg.runtime.model_io import load_model, save_model
+from hipseg.training.data import PlaneSampler, TrainingScan
+from hipseg.training.train import complete_geometry
+from hipseg.views.directions import view_directions
+from hipseg.views.grid import view_basis
+from synthetic import oblique_affine
+
+CPU = torch.device("cpu")
+#: Intensity = x + 2 y - z (RAS mm) + 300: trilinear interpolation reproduces it exactly.
+GRADIENT = np.array([1.0, 2.0, -1.0])
+
+
+def _linear_scan(shape=(48, 40, 36), affine=None) -> TrainingScan:
+    affine = oblique_affine() if affine is None else affine
+    ijk = np.indices(shape).reshape(3, -1)
+    world = affine[:3, :3] @ ijk + affine[:3, 3:4]
+    field = (GRADIENT @ world + 300.0).reshape(shape).astype(np.float32)
+    volume = Volume(field, affine)
+    foreground = volume.center_mm + np.array([[6.0, -4.0, 3.0], [-5.0, 2.0, -2.0]])
+    return TrainingScan("a", torch.from_numpy(field)[None], torch.zeros((1, *shape)), affine,
+                        shape, volume.extent_mm, volume.center_mm, 0.0, foreground)
+
+
+def test_rule_is_measured_with_the_plane_size_and_the_floor_applies_to_dim_only():
+    scan = _linear_scan((64, 64, 64), np.eye(4))  # 1 mm voxels: the rule's dim is 64
+    config = dataclasses.replace(HipsegConfig(), sampling=SamplingConfig(
+        min_pixel_spacing_mm=2.0, finest_pixel_spacing_mm=-1.0))
+    sampling = complete_geometry(config, [scan], 8).sampling
+    assert sampling.dim == 32 and sampling.pixel_spacing_mm == pytest.approx(2.0)
+    assert sampling.finest_pixel_spacing_mm == pytest.approx(sampling.sphere_diameter_mm / 64)
+    assert sampling.trained_pixel_spacings_mm == pytest.approx((1.0, 2.0))
+    set_value = dataclasses.replace(config, sampling=dataclasses.replace(
+        config.sampling, finest_pixel_spacing_mm=0.8))
+    assert complete_geometry(set_value, [scan], 8).sampling.finest_pixel_spacing_mm == 0.8
+
+
+@pytest.mark.parametrize("bad", [-0.5, 0.005, 101.0])
+def test_finest_spacing_must_be_the_rule_off_or_a_spacing(bad):
+    with pytest.raises(ConfigError, match="finest_pixel_spacing_mm"):
+        SamplingConfig(finest_pixel_spacing_mm=bad)
+
+
+def test_finest_spacing_coarser_than_the_planes_is_refused():
+    with pytest.raises(ConfigError, match="finest_pixel_spacing_mm"):
+        SamplingConfig(dim=16, sphere_diameter_mm=32.0, finest_pixel_spacing_mm=2.5)
+
+
+def test_planes_draw_log_uniform_spacings_and_pass_through_their_aimed_point():
+    scan = _linear_scan()
+    directions = view_directions(3, 30.0, np.random.default_rng(0))
+    sampler = PlaneSampler([scan], directions, 16, 2.0, 1.0, finest_pixel_spacing_mm=0.5)
+    rng = np.random.default_rng(4)
+    spacings = []
+    for _ in range(2000):
+        view = int(rng.integers(3))
+        grid, index = sampler._plane(scan, view, rng)
+        spacings.append(grid.pixel_spacing_mm)
+        assert index == 0.0 and grid.n_planes == 1
+        u, v, n = view_basis(directions[view])
+        # Every plane is aimed at one of the two bone points: it contains one, within a
+        # quarter of its side of the centre.
+        offsets = scan.foreground_mm - grid.center_mm
+        hit = np.abs(offsets @ n) < 1e-9
+        assert hit.any()
+        assert np.abs(offsets[hit][0] @ np.stack([u, v]).T).max() <= 0.25 * 16 * grid.pixel_spacing_mm + 1e-9
+    logs = np.log(spacings)
+    assert 0.5 <= min(spacings) and max(spacings) <= 2.0
+    assert np.median(logs) == pytest.approx(np.log(1.0), abs=0.06), "log-uniform: median 1 mm"
+    assert np.mean(logs < np.log(0.7)) == pytest.approx(np.log(0.7 / 0.5) / np.log(4.0), abs=0.03)
+
+
+def test_a_fine_plane_samples_the_scan_at_its_own_pixel_positions():
+    """Against an independent reference: the linear field evaluated at the plane's pixel
+    positions in mm, computed from the grid's basis by hand (0 outside the scan)."""
+    scan = _linear_scan()
+    directions = view_directions(3, 30.0, np.random.default_rng(0))
+    sampler = PlaneSampler([scan], directions, 16, 2.0, 1.0, finest_pixel_spacing_mm=0.5)
+    images, _, _ = sampler.sample(6, np.random.default_rng(9))
+    replay = np.random.default_rng(9)
+    to_voxel = np.linalg.inv(scan.affine)
+    for image in images:
+        replay.integers(1)  # which scan: the only one
+        view = int(replay.integers(3))
+        grid, _ = sampler._plane(scan, view, replay)
+        u, v, _ = view_basis(directions[view])
+        a, b = np.meshgrid(np.arange(16) - 7.5, np.arange(16) - 7.5, indexing="ij")
+        world = grid.center_mm + grid.pixel_spacing_mm * (a[..., None] * u + b[..., None] * v)
+        ijk = world @ to_voxel[:3, :3].T + to_voxel[:3, 3]
+        inside = np.all((ijk > 0.01) & (ijk < np.array(scan.shape) - 1.01), axis=-1)
+        assert inside.mean() > 0.5
+        np.testing.assert_allclose(image[0].numpy()[inside], (world @ GRADIENT + 300.0)[inside],
+                                   atol=0.02)
+
+
+def test_single_spacing_planes_keep_the_models_spacing():
+    scan = _linear_scan()
+    sampler = PlaneSampler([scan], view_directions(3, 30.0, np.random.default_rng(0)), 16, 2.0,
+                           1.0)
+    rng = np.random.default_rng(2)
+    for view in range(3):
+        grid, _ = sampler._plane(scan, view, rng)
+        assert grid.pixel_spacing_mm == 2.0 and grid.n_planes == 16
+        np.testing.assert_array_equal(grid.center_mm, scan.center_mm)
+
+
+def _multi_spacing_model(tiny_model_dir):
+    model = load_model(tiny_model_dir, CPU)  # 16 px over 40 mm: 2.5 mm pixels
+    config = dataclasses.replace(model.config, sampling=dataclasses.replace(
+        model.config.sampling, finest_pixel_spacing_mm=1.0))
+    save_model(model.network, config, tiny_model_dir)
+    return load_model(tiny_model_dir, CPU)
+
+
+def test_prediction_spacing_is_checked_against_the_trained_range(tiny_model_dir):
+    single = load_model(tiny_model_dir, CPU).config.sampling
+    assert single.prediction_pixel_spacing_mm() == 2.5
+    with pytest.raises(ConfigError, match="outside the 2.5-2.5 mm.*--finest-pixel-mm"):
+        single.prediction_pixel_spacing_mm(1.0)
+    multi = _multi_spacing_model(tiny_model_dir).config.sampling
+    assert multi.prediction_pixel_spacing_mm(1.0) == 1.0
+    assert multi.prediction_pixel_spacing_mm(1.7) == 1.7
+    with pytest.raises(ConfigError, match="outside the 1-2.5 mm"):
+        multi.prediction_pixel_spacing_mm(0.9)
+
+
+def test_prediction_at_a_finer_spacing_uses_finer_planes(tiny_model_dir, rng):
+    model = _multi_spacing_model(tiny_model_dir)
+    image = Volume(rng.normal(300, 200, (14, 12, 10)).astype(np.float32), oblique_affine())
+    coarse = view_geometry(model, image)
+    fine = view_geometry(model, image, pixel_spacing_mm=1.0)
+    for (coarse_grid, coarse_window, _), (fine_grid, fine_window, _) in zip(coarse, fine):
+        assert coarse_grid.pixel_spacing_mm == 2.5 and fine_grid.pixel_spacing_mm == 1.0
+        assert fine_window.n_planes > 2 * coarse_window.n_planes
+    prediction = predict_volume(model, image, progress=False, pixel_spacing_mm=1.0)
+    assert prediction.labels.shape == image.shape
+    np.testing.assert_allclose(prediction.probabilities.sum(0), 1.0, atol=1e-4)
+    differs = predict_volume(model, image, progress=False).probabilities
+    assert np.abs(differs - prediction.probabilities).max() > 1e-3, "the spacing reached the net"
+
+
+def test_predict_refuses_a_spacing_outside_the_trained_range(tiny_model_dir, tmp_path, capsys):
+    code = main(["predict", str(tiny_model_dir), str(tmp_path / "missing.nii.gz"), "--out",
+                 str(tmp_path / "out"), "--pixel-mm", "1.0", "--no-progress"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1
+    assert str(tiny_model_dir) in err[0] and "--pixel-mm" in err[0] and "outside" in err[0]
+    assert not (tmp_path / "out").exists()
+
+
+def test_train_option_reads_the_rule_and_spacings():
+    assert finest_pixel_mm("rule") == -1.0 and finest_pixel_mm("0") == 0.0
+    assert finest_pixel_mm("0.8") == 0.8
+    for bad in ("0.005", "-1", "abc"):
+        with pytest.raises(Exception, match=bad):
+            finest_pixel_mm(bad)
