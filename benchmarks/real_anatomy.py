@@ -45,8 +45,10 @@ scans in which every bone is found (Dice > 0.5) on its own side of the midline.
 
 ``--finest-pixel-mm MM|rule`` trains every model at pixel spacings from MM (``rule``: the
 paper's rule on the training scans) up to the floored one; each such model is then scored
-twice on the same scans, at its floored spacing and at its finest (row ``NAME @ S mm``): the
-same model at the product's speed and at the paper's full resolution.
+three times on the same scans: at its floored spacing, at its finest (row ``NAME @ S mm``) and
+at the floored one with the joint pass at its finest (``predict --refine-joints``, row ``NAME +
+joint pass``): the same model at the product's speed, at the paper's full resolution, and
+at full resolution only where two bones meet.
 
 Usage: .venv/bin/python benchmarks/real_anatomy.py --out DIR [--rows full no-lateral ...]
        [--quick]
@@ -408,17 +410,23 @@ def finest_spacing_mm(model: Path) -> float | None:
     return finest if finest < coarsest else None
 
 
-def score(model: Path, test: Path, work: Path, pixel_mm: float | None = None) -> list[dict]:
-    """Predict every test scan in its own process (at ``pixel_mm``, default the model's
-    spacing) and score it."""
+#: How a model trained at several spacings is scored besides plainly: (row suffix, folder
+#: suffix, ``hipseg predict`` options); ``{finest}`` is its finest trained spacing.
+FINE_SCORINGS = ((" @ {finest:.2f} mm", "@{finest:.3f}mm", ("--pixel-mm", "{finest!r}")),
+                 (" + joint pass", "+joints", ("--refine-joints",)))
+
+
+def score(model: Path, test: Path, work: Path, tag: str | None = None,
+          options: tuple[str, ...] = ()) -> list[dict]:
+    """Predict every test scan in its own process (with the extra ``hipseg predict``
+    ``options``; predictions and logs under ``tag``, default the model's name) and score it."""
     rows = []
-    tag = model.name if pixel_mm is None else f"{model.name}@{pixel_mm:.3f}mm"
-    spacing = [] if pixel_mm is None else ["--pixel-mm", repr(pixel_mm)]
+    tag = model.name if tag is None else tag
     for case in find_cases(test / IMAGES, test / LABELS):
         out = work / "predictions" / tag
         out.mkdir(parents=True, exist_ok=True)
         seconds, peak = run_cli(["predict", str(model), str(case.image), "--out", str(out),
-                                 "--no-postprocess", "--overwrite", *spacing],
+                                 "--no-postprocess", "--overwrite", *options],
                                 work / "logs" / f"predict-{tag}-{case.case_id}.log")
         image, reference, raw = read_scored(case, out / f"{case.case_id}.nii.gz")
         labels = symmetric_components(raw, DEFAULT_LABELS)
@@ -545,14 +553,16 @@ def main() -> None:
             seconds, peak = trained[name]
             pre = trained.get(pre_name, (0.0, 0.0))
             finest = finest_spacing_mm(model)
-            scored = [(name, None)] + ([] if finest is None else [(f"{name} @ {finest:.2f} mm",
-                                                                    finest)])
-            for key, pixel_mm in scored:
+            scored = [(name, name, ())] + ([] if finest is None else [
+                (name + row.format(finest=finest), model.name + folder.format(finest=finest),
+                 tuple(o.format(finest=finest) for o in options))
+                for row, folder, options in FINE_SCORINGS])
+            for key, tag, options in scored:
                 if key in results:
                     continue
                 results[key] = {"train_min": (seconds + pre[0]) / 60,
                                 "train_peak_gib": max(peak, pre[1]),
-                                "scans": score(model, data["test"], root, pixel_mm)}
+                                "scans": score(model, data["test"], root, tag, options)}
                 results_path.write_text(json.dumps(results, indent=1))
                 print(format_tables(results), flush=True)
     print(f"\ntest scans: {', '.join(r['case'] for r in next(iter(results.values()))['scans'])}; "

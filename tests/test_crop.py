@@ -8,7 +8,14 @@ import numpy as np
 import pytest
 
 from hipseg.core.volume import Volume, apply_affine
-from hipseg.crop import box_in_grid, crop_volume, downsample_mean, largest_components_box, paste
+from hipseg.crop import (
+    box_in_grid,
+    crop_volume,
+    downsample_mean,
+    joint_boxes,
+    largest_components_box,
+    paste,
+)
 from synthetic import oblique_affine
 
 
@@ -106,3 +113,54 @@ def test_box_in_grid_contains_every_voxel_centre_of_the_region_on_oblique_grids(
     points = rng.uniform(box[0] - 0.5, box[1] - 0.5, size=(2000, 3))
     fine_index = np.round(apply_affine(to_fine, points)).astype(int)
     assert np.all(fine_index >= lo) and np.all(fine_index < hi)
+
+
+def _brute_force_zone(labels, spacing, max_gap_mm):
+    """Voxels whose distances to the nearest bone and the nearest other bone sum to at most
+    ``max_gap_mm``, by measuring every pair of voxels."""
+    centres = np.argwhere(np.ones(labels.shape, bool)) * spacing
+    flat = labels.ravel()
+    zone = np.zeros(flat.shape, bool)
+    for i, point in enumerate(centres):
+        nearest = {}
+        for c in np.unique(flat[flat > 0]):
+            nearest[c] = np.min(np.linalg.norm(centres[flat == c] - point, axis=1))
+        d = sorted(nearest.values())
+        zone[i] = len(d) > 1 and d[0] + d[1] <= max_gap_mm
+    return zone.reshape(labels.shape)
+
+
+def test_joint_boxes_cover_open_and_closed_joints_plus_margin():
+    spacing = np.array([1.0, 2.0, 1.5])
+    labels = np.zeros((22, 8, 9), np.uint8)
+    labels[1:7, 2:6, 2:7] = 1
+    labels[10:14, 2:6, 2:7] = 2   # 4 mm from bone 1: an open joint
+    labels[14:18, 2:6, 2:7] = 3   # touching bone 2: a closed joint, same component
+    labels[20:22, 0:2, 0:2] = 4   # 3 mm from bone 3 along x only at the corner: too far diagonally
+    zone = _brute_force_zone(labels, spacing, 5.0)
+    boxes = joint_boxes(labels, tuple(spacing), max_gap_mm=5.0, margin_mm=3.0)
+    expected = []
+    import cc3d
+
+    components = cc3d.connected_components(zone, connectivity=26)
+    for c in np.unique(components[components > 0]):
+        where = np.argwhere(components == c)
+        margin = np.ceil(3.0 / spacing).astype(int)
+        expected.append((np.clip(where.min(0) - margin, 0, labels.shape),
+                         np.clip(where.max(0) + 1 + margin, 0, labels.shape),
+                         len(where)))
+    expected.sort(key=lambda e: -e[2])
+    assert len(boxes) == len(expected) >= 1
+    for (lo, hi), (want_lo, want_hi, _) in zip(boxes, expected):
+        np.testing.assert_array_equal(lo, want_lo)
+        np.testing.assert_array_equal(hi, want_hi)
+    lo, hi = boxes[0]
+    assert lo[0] <= 6 - 3 and hi[0] >= 15 + 3, "the open and the closed joint, plus 3 mm"
+
+
+def test_joint_boxes_are_empty_without_two_close_bones():
+    labels = np.zeros((20, 6, 6), np.uint8)
+    labels[1:5] = 1
+    labels[14:18] = 2  # 10 mm apart
+    assert joint_boxes(labels, (1.0, 1.0, 1.0), max_gap_mm=8.0, margin_mm=2.0) == []
+    assert len(joint_boxes(labels, (1.0, 1.0, 1.0), max_gap_mm=10.0, margin_mm=2.0)) == 1

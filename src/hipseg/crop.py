@@ -7,16 +7,19 @@ as in ``data[lo[0]:hi[0], lo[1]:hi[1], lo[2]:hi[2]]``.
 from __future__ import annotations
 
 import itertools
+import math
 
 import cc3d
 import numpy as np
 
 from hipseg.core.volume import Volume, apply_affine, voxel_spacing_mm
+from hipseg.distances import class_distances
 
 __all__ = [
     "box_in_grid",
     "crop_volume",
     "downsample_mean",
+    "joint_boxes",
     "largest_components_box",
     "paste",
 ]
@@ -155,3 +158,41 @@ def box_in_grid(box: Box, from_affine: np.ndarray, to_affine: np.ndarray,
     new_lo = np.floor(mapped.min(axis=0) + 0.5 - margin_vox).astype(int)
     new_hi = np.ceil(mapped.max(axis=0) + 0.5 + margin_vox).astype(int)
     return np.clip(new_lo, 0, to_shape), np.clip(new_hi, 0, to_shape)
+
+
+def joint_boxes(labels: np.ndarray, spacing_mm: tuple[float, float, float], *,
+                max_gap_mm: float, margin_mm: float) -> list[Box]:
+    """Boxes around the places where two bones come within ``max_gap_mm`` of each other.
+
+    The zone is every voxel (bone or not) whose distances to the nearest bone and to the
+    nearest other bone sum to at most ``max_gap_mm``, so a joint the labels have closed counts
+    as much as an open one. Each 26-connected component of it gets its box, grown by
+    ``margin_mm`` on every side and clipped to the grid.
+
+    Parameters
+    ----------
+    labels : ndarray, shape (X, Y, Z), integer
+        0 is background.
+    spacing_mm : (3,) floats
+        Voxel spacing.
+
+    Returns
+    -------
+    list of (lo, hi)
+        Voxel boxes, largest component first; empty when no two bones come that close.
+    """
+    d1, d2, _ = class_distances(labels, spacing_mm=spacing_mm, max_mm=max_gap_mm)
+    zone = d1 + d2 <= max_gap_mm
+    components, n = cc3d.connected_components(zone, connectivity=26, return_N=True)
+    if n == 0:
+        return []
+    stats = cc3d.statistics(components)
+    margin = np.array([math.ceil(margin_mm / s) for s in spacing_mm])
+    shape = np.array(labels.shape)
+    boxes = []
+    for label in np.argsort(-stats["voxel_counts"][1:]) + 1:
+        slices = stats["bounding_boxes"][label]
+        lo = np.array([sl.start for sl in slices]) - margin
+        hi = np.array([sl.stop for sl in slices]) + margin
+        boxes.append((np.clip(lo, 0, shape), np.clip(hi, 0, shape)))
+    return boxes

@@ -1,5 +1,5 @@
-"""Training at several pixel spacings and predicting at any of them (``--finest-pixel-mm``,
-``predict --pixel-mm``)."""
+"""Training at several pixel spacings (``train --finest-pixel-mm``): the rule's spacing, the
+planes' spacings and where they lie."""
 
 from __future__ import annotations
 
@@ -9,19 +9,15 @@ import numpy as np
 import pytest
 import torch
 
-from hipseg.cli import main
 from hipseg.cli.train import finest_pixel_mm
 from hipseg.core.config import ConfigError, HipsegConfig, SamplingConfig
 from hipseg.core.volume import Volume
-from hipseg.inference.volume import predict_volume, view_geometry
-from hipseg.runtime.model_io import load_model, save_model
 from hipseg.training.data import PlaneSampler, TrainingScan
 from hipseg.training.train import complete_geometry
 from hipseg.views.directions import view_directions
 from hipseg.views.grid import view_basis
 from synthetic import oblique_affine
 
-CPU = torch.device("cpu")
 #: Intensity = x + 2 y - z (RAS mm) + 300: trilinear interpolation reproduces it exactly.
 GRADIENT = np.array([1.0, 2.0, -1.0])
 
@@ -117,50 +113,6 @@ def test_single_spacing_planes_keep_the_models_spacing():
         grid, _ = sampler._plane(scan, view, rng)
         assert grid.pixel_spacing_mm == 2.0 and grid.n_planes == 16
         np.testing.assert_array_equal(grid.center_mm, scan.center_mm)
-
-
-def _multi_spacing_model(tiny_model_dir):
-    model = load_model(tiny_model_dir, CPU)  # 16 px over 40 mm: 2.5 mm pixels
-    config = dataclasses.replace(model.config, sampling=dataclasses.replace(
-        model.config.sampling, finest_pixel_spacing_mm=1.0))
-    save_model(model.network, config, tiny_model_dir)
-    return load_model(tiny_model_dir, CPU)
-
-
-def test_prediction_spacing_is_checked_against_the_trained_range(tiny_model_dir):
-    single = load_model(tiny_model_dir, CPU).config.sampling
-    assert single.prediction_pixel_spacing_mm() == 2.5
-    with pytest.raises(ConfigError, match="outside the 2.5-2.5 mm.*--finest-pixel-mm"):
-        single.prediction_pixel_spacing_mm(1.0)
-    multi = _multi_spacing_model(tiny_model_dir).config.sampling
-    assert multi.prediction_pixel_spacing_mm(1.0) == 1.0
-    assert multi.prediction_pixel_spacing_mm(1.7) == 1.7
-    with pytest.raises(ConfigError, match="outside the 1-2.5 mm"):
-        multi.prediction_pixel_spacing_mm(0.9)
-
-
-def test_prediction_at_a_finer_spacing_uses_finer_planes(tiny_model_dir, rng):
-    model = _multi_spacing_model(tiny_model_dir)
-    image = Volume(rng.normal(300, 200, (14, 12, 10)).astype(np.float32), oblique_affine())
-    coarse = view_geometry(model, image)
-    fine = view_geometry(model, image, pixel_spacing_mm=1.0)
-    for (coarse_grid, coarse_window, _), (fine_grid, fine_window, _) in zip(coarse, fine):
-        assert coarse_grid.pixel_spacing_mm == 2.5 and fine_grid.pixel_spacing_mm == 1.0
-        assert fine_window.n_planes > 2 * coarse_window.n_planes
-    prediction = predict_volume(model, image, progress=False, pixel_spacing_mm=1.0)
-    assert prediction.labels.shape == image.shape
-    np.testing.assert_allclose(prediction.probabilities.sum(0), 1.0, atol=1e-4)
-    differs = predict_volume(model, image, progress=False).probabilities
-    assert np.abs(differs - prediction.probabilities).max() > 1e-3, "the spacing reached the net"
-
-
-def test_predict_refuses_a_spacing_outside_the_trained_range(tiny_model_dir, tmp_path, capsys):
-    code = main(["predict", str(tiny_model_dir), str(tmp_path / "missing.nii.gz"), "--out",
-                 str(tmp_path / "out"), "--pixel-mm", "1.0", "--no-progress"])
-    err = capsys.readouterr().err.strip().splitlines()
-    assert code == 2 and len(err) == 1
-    assert str(tiny_model_dir) in err[0] and "--pixel-mm" in err[0] and "outside" in err[0]
-    assert not (tmp_path / "out").exists()
 
 
 def test_train_option_reads_the_rule_and_spacings():

@@ -66,6 +66,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--pixel-mm", type=float_in(0.0, 100.0, low_open=True), metavar="MM",
                    help="plane pixel spacing in mm (default: the model's); a model trained "
                         "with --finest-pixel-mm takes any spacing in its trained range")
+    p.add_argument("--refine-joints", action="store_true",
+                   help="predict again around the joints (where two bones come within 8 mm) "
+                        "at the finest pixel spacing the model was trained at "
+                        "(train --finest-pixel-mm); the rest keeps the first pass")
     p.add_argument("--max-memory-gb", type=float_in(0.0, low_open=True),
                    help="refuse scans whose prediction needs more (default: 80%% of the memory)")
     add_connectivity(p)
@@ -90,11 +94,12 @@ def run(args: argparse.Namespace) -> None:
                              output_format=args.output_format, series_uid=args.series_uid,
                              precision=args.precision,
                              crop_margin_mm=args.crop_margin_mm if args.crop else None,
-                             mirror=args.mirror, pixel_spacing_mm=args.pixel_mm)
+                             mirror=args.mirror, pixel_spacing_mm=args.pixel_mm,
+                             refine_joints=args.refine_joints)
     device = select_device(args.device)
     inputs = select_part(args.inputs, args.num_parts, args.part_id)
     model = load_model(args.model, device)
-    check_pixel_spacing(model, args.model, args.pixel_mm)
+    check_pixel_spacing(model, args.model, args.pixel_mm, args.refine_joints)
     summaries = predict_files_in_workers(model, args.model, inputs, args.out, options=options,
                                          workers=args.workers, threads=args.threads,
                                          progress=not args.no_progress)
@@ -126,18 +131,24 @@ def run(args: argparse.Namespace) -> None:
             print(f"QC reports written to {report_dir}")
 
 
-def check_pixel_spacing(model: LoadedModel, model_dir: Path, pixel_spacing_mm: float | None) -> None:
-    """Refuse, naming the model folder, a ``--pixel-mm`` the model cannot predict at (before
-    any scan is read)."""
+def check_pixel_spacing(model: LoadedModel, model_dir: Path, pixel_spacing_mm: float | None,
+                        refine_joints: bool = False) -> None:
+    """Refuse, naming the model folder, a ``--pixel-mm`` the model cannot predict at or a
+    ``--refine-joints`` it has no finer spacing for (before any scan is read)."""
     from hipseg.core.errors import ConfigError, InputError
     from hipseg.models.registry import architecture
 
-    if pixel_spacing_mm is None:
+    if pixel_spacing_mm is None and not refine_joints:
         return
+    option = "--pixel-mm" if pixel_spacing_mm is not None else "--refine-joints"
     if not architecture(model.config.model.architecture).uses_views:
-        raise InputError(model_dir, "--pixel-mm: a 3D UNet predicts on the scan's own voxels, "
+        raise InputError(model_dir, f"{option}: a 3D UNet predicts on the scan's own voxels, "
                                     "it has no planes")
     try:
         model.config.sampling.prediction_pixel_spacing_mm(pixel_spacing_mm)
     except ConfigError as err:
         raise InputError(model_dir, f"--pixel-mm: {err}") from None
+    finest, coarsest = model.config.sampling.trained_pixel_spacings_mm
+    if refine_joints and finest >= coarsest:
+        raise InputError(model_dir, f"--refine-joints: the model was trained at {coarsest:.3g} "
+                                    "mm pixels only; train it with --finest-pixel-mm")

@@ -53,6 +53,8 @@ class PredictOptions:
     mirror: bool = False
     #: Plane pixel spacing in mm, within the model's trained range (None: the model's own).
     pixel_spacing_mm: float | None = None
+    #: A second pass at the model's finest trained spacing around the joints.
+    refine_joints: bool = False
 
 
 @dataclass(frozen=True)
@@ -184,13 +186,15 @@ def predict_files(model: LoadedModel, inputs: list[Path], out_dir: Path, *,
                     prediction = predict_volume(model, image, max_memory_bytes=max_memory,
                                                 progress=progress, precision=options.precision,
                                                 mirror=options.mirror,
-                                                pixel_spacing_mm=options.pixel_spacing_mm)
+                                                pixel_spacing_mm=options.pixel_spacing_mm,
+                                                refine_joints=options.refine_joints)
                 else:
                     prediction = predict_hip_region(model, image, margin_mm=options.crop_margin_mm,
                                                     max_memory_bytes=max_memory, progress=progress,
                                                     precision=options.precision,
                                                     mirror=options.mirror,
-                                                    pixel_spacing_mm=options.pixel_spacing_mm)
+                                                    pixel_spacing_mm=options.pixel_spacing_mm,
+                                                    refine_joints=options.refine_joints)
             except VolumeError as err:
                 raise InputError(path, str(err)) from None
             _check_finite(prediction, model)

@@ -45,10 +45,11 @@ def locate_hips(model: LoadedModel, image: Volume, *, margin_mm: float,
 def predict_hip_region(model: LoadedModel, image: Volume, *, margin_mm: float,
                        max_memory_bytes: int | None = None, progress: bool = True,
                        precision: str = "auto", mirror: bool = False,
-                       pixel_spacing_mm: float | None = None) -> Prediction:
+                       pixel_spacing_mm: float | None = None,
+                       refine_joints: bool = False) -> Prediction:
     """:func:`predict_volume` on the hip region only, returned on ``image``'s full grid.
 
-    ``mirror`` and ``pixel_spacing_mm`` apply to the region's prediction, not to the coarse
+    ``mirror``, ``pixel_spacing_mm`` and ``refine_joints`` apply to the region's prediction, not to the coarse
     pass that finds it (which keeps the model's own spacing).
 
     Outside the region: label 0, background probability 1, disagreement 0. When no bone is
@@ -67,7 +68,7 @@ def predict_hip_region(model: LoadedModel, image: Volume, *, margin_mm: float,
     logger.info("hip region: voxels %s to %s of %s", lo.tolist(), (hi - 1).tolist(), image.shape)
     part = predict_volume(model, crop_volume(image, lo, hi), max_memory_bytes=max_memory_bytes,
                           progress=progress, precision=precision, mirror=mirror,
-                          pixel_spacing_mm=pixel_spacing_mm)
+                          pixel_spacing_mm=pixel_spacing_mm, refine_joints=refine_joints)
     return Prediction(labels=paste(part.labels, lo, image.shape),
                       probabilities=paste(part.probabilities, lo, image.shape, fill=background),
                       disagreement=paste(part.disagreement, lo, image.shape))

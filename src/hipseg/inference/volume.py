@@ -12,6 +12,7 @@ from tqdm import tqdm
 
 from hipseg.core.errors import ConfigError, VolumeError
 from hipseg.core.volume import Volume, mirrored_affine
+from hipseg.crop import Box, joint_boxes
 from hipseg.fusion import ViewAggregator
 from hipseg.inference.predict3d import predict_probabilities_3d
 from hipseg.models.unet2d import fused_for_inference
@@ -23,6 +24,8 @@ from hipseg.views.sampling import sample_planes
 
 __all__ = [
     "DEFAULT_CONTEXT_PX",
+    "JOINT_MARGIN_MM",
+    "JOINT_REGION_MM",
     "MAX_BATCH_PIXELS",
     "Prediction",
     "estimate_prediction_bytes",
@@ -57,6 +60,12 @@ DEFAULT_CONTEXT_PX = 32
 #: of ~400 x 400 px (a 415 x 244 x 266 CT at 0.8 mm pixels) helped that scan to a 4.4 GiB peak.
 MAX_BATCH_PIXELS = 2**20
 
+#: The joint pass (``refine_joints``) re-predicts where two first-pass bones come within this
+#: many mm of each other: the widest joint spaces (5 mm) plus a closed one's overlap.
+JOINT_REGION_MM = 8.0
+#: ... and this many mm around it, so the seams lie in bone or soft tissue, not in a gap.
+JOINT_MARGIN_MM = 10.0
+
 
 def estimate_prediction_bytes(shape: tuple[int, int, int], n_classes: int,
                               stack_dim: int, in_channels: int = 2) -> int:
@@ -73,20 +82,30 @@ def estimate_prediction_bytes(shape: tuple[int, int, int], n_classes: int,
 
 
 def view_geometry(model: LoadedModel, image: Volume, context_px: int | None = DEFAULT_CONTEXT_PX,
-                  pixel_spacing_mm: float | None = None
-                  ) -> list[tuple[ViewGrid, StackWindow, np.ndarray]]:
+                  pixel_spacing_mm: float | None = None, region: Box | None = None
+                  ) -> list[tuple[ViewGrid, StackWindow, np.ndarray, np.ndarray]]:
     """Per view of ``model``: its plane grid over ``image`` at ``pixel_spacing_mm`` (default:
-    the model's), the window of that stack the network runs on (``context_px`` as
-    :func:`hipseg.views.grid.stack_window`), and the ``(4, 4)`` matrix from that window's stack
-    index to voxel index."""
+    the model's), the window of that stack the network runs on, and two ``(4, 4)`` matrices
+    from that window's stack index: to ``image``'s voxel index (where the planes are cut) and
+    to the voxel index of ``region`` (where they are mapped back).
+
+    ``region`` is a voxel box ``(lo, hi)`` of ``image`` (default: all of it); the window
+    covers its voxels plus ``context_px`` pixels (as :func:`hipseg.views.grid.stack_window`),
+    and the planes still sample the whole image, so the context is the scan's, not air.
+    """
     multiple = model.network.size_multiple
     spacing = model.config.sampling.prediction_pixel_spacing_mm(pixel_spacing_mm)
+    lo, hi = (np.zeros(3, int), np.array(image.shape)) if region is None else region
+    region_affine = np.asarray(image.affine, float).copy()
+    region_affine[:3, 3] += region_affine[:3, :3] @ np.asarray(lo, float)
+    region_shape = tuple(int(n) for n in np.asarray(hi) - np.asarray(lo))
     geometry = []
     for direction in np.asarray(model.config.views.directions):
         grid = prediction_grid(direction, image.center_mm, image.extent_mm, spacing, multiple)
-        window = stack_window(grid, image.affine, image.shape, context_px=context_px,
+        window = stack_window(grid, region_affine, region_shape, context_px=context_px,
                               multiple_of=multiple)
-        geometry.append((grid, window, grid.stack_to_voxel(image.affine) @ window.shift()))
+        geometry.append((grid, window, grid.stack_to_voxel(image.affine) @ window.shift(),
+                         grid.stack_to_voxel(region_affine) @ window.shift()))
     return geometry
 
 
@@ -100,7 +119,8 @@ def mirrored_volume(image: Volume) -> Volume:
 def predict_volume(model: LoadedModel, image: Volume, *, batch_size: int = 16,
                    max_memory_bytes: int | None = None, progress: bool = True,
                    precision: str = "auto", context_px: int | None = DEFAULT_CONTEXT_PX,
-                   mirror: bool = False, pixel_spacing_mm: float | None = None) -> Prediction:
+                   mirror: bool = False, pixel_spacing_mm: float | None = None,
+                   refine_joints: bool = False) -> Prediction:
     """Segment one scan with all of the model's views (SPEC step 7), or with the 3D
     baseline's sliding window (:data:`PREDICTORS` by ``model.architecture``).
 
@@ -128,27 +148,33 @@ def predict_volume(model: LoadedModel, image: Volume, *, batch_size: int = 16,
         Plane pixel spacing (mm) within the range the model was trained at
         (:meth:`~hipseg.core.config.SamplingConfig.prediction_pixel_spacing_mm`); default the
         model's. The 3D baseline has no planes and refuses one.
+    refine_joints : bool
+        A second pass at the finest spacing the model was trained at, over boxes around the
+        places where two bones of the first pass come within :data:`JOINT_REGION_MM` (plus
+        :data:`JOINT_MARGIN_MM`); its probabilities replace the first pass's there. Needs a
+        model trained at several spacings (``train --finest-pixel-mm``).
 
     Raises
     ------
     VolumeError
         The scan is too large, or its intensities cannot be scaled.
     ConfigError
-        ``pixel_spacing_mm`` is outside the model's trained range, or given to a 3D UNet.
+        ``pixel_spacing_mm`` is outside the model's trained range, or given to a 3D UNet;
+        ``refine_joints`` for a model trained at one spacing or a 3D UNet.
     """
     return PREDICTORS[model.config.model.architecture](
         model, image, batch_size=batch_size, max_memory_bytes=max_memory_bytes,
         progress=progress, precision=precision, context_px=context_px, mirror=mirror,
-        pixel_spacing_mm=pixel_spacing_mm)
+        pixel_spacing_mm=pixel_spacing_mm, refine_joints=refine_joints)
 
 
 def _predict_patches(model: LoadedModel, image: Volume, *, progress: bool = True,
                      mirror: bool = False, pixel_spacing_mm: float | None = None,
-                     **_: object) -> Prediction:
+                     refine_joints: bool = False, **_: object) -> Prediction:
     """The ablation's 3D baseline: a sliding window, no views to fuse (no disagreement)."""
-    if pixel_spacing_mm is not None:
-        raise ConfigError("a pixel spacing was given, but a 3D UNet predicts on the scan's "
-                          "own voxels, not on planes")
+    if pixel_spacing_mm is not None or refine_joints:
+        raise ConfigError("a pixel spacing or a joint pass was asked for, but a 3D UNet "
+                          "predicts on the scan's own voxels, not on planes")
     probabilities = predict_probabilities_3d(model, image, progress=progress)
     if mirror:
         swapped = list(model.config.labels.mirrored_ids)
@@ -162,11 +188,16 @@ def _predict_patches(model: LoadedModel, image: Volume, *, progress: bool = True
 def _predict_views(model: LoadedModel, image: Volume, *, batch_size: int,
                    max_memory_bytes: int | None, progress: bool, precision: str,
                    context_px: int | None, mirror: bool,
-                   pixel_spacing_mm: float | None) -> Prediction:
+                   pixel_spacing_mm: float | None, refine_joints: bool) -> Prediction:
     """Every plane of every view of the model, fused (see :func:`predict_volume`)."""
     config, network, device = model.config, model.network, model.device
     limit = int(0.8 * physical_memory_bytes()) if max_memory_bytes is None else max_memory_bytes
     spacing = config.sampling.prediction_pixel_spacing_mm(pixel_spacing_mm)
+    finest, coarsest = config.sampling.trained_pixel_spacings_mm
+    if refine_joints and finest >= coarsest:
+        raise ConfigError("a joint pass needs a model trained at several pixel spacings "
+                          "(train --finest-pixel-mm); this one knows only "
+                          f"{coarsest:.3g} mm")
     largest = prediction_grid(np.eye(3)[0], image.center_mm, image.extent_mm, spacing,
                               network.size_multiple)
     needed = estimate_prediction_bytes(image.shape, config.labels.n_classes, largest.dim,
@@ -175,35 +206,66 @@ def _predict_views(model: LoadedModel, image: Volume, *, batch_size: int,
         raise VolumeError(f"predicting this {image.shape} scan needs about {needed / 2**30:.3g} "
                           f"GiB, more than the limit of {limit / 2**30:.3g} GiB (--max-memory-gb); "
                          "crop the scan or raise the limit")
-    fast = fused_for_inference(network).to(memory_format=torch.channels_last)
-    dtype = autocast_dtype(device, precision)
-    aggregator = ViewAggregator(config.labels.n_classes, image.shape, device=device)
+    passes = {"fast": fused_for_inference(network).to(memory_format=torch.channels_last),
+              "dtype": autocast_dtype(device, precision), "mirror": mirror,
+              "batch_size": batch_size, "context_px": context_px, "progress": progress}
+    [(summed, labels, disagreement)] = _fused_views(model, image, [None], spacing, **passes)
+    summed /= summed.sum(0).clamp(min=1e-12)  # in place: the sum is not needed any more
+    if refine_joints:
+        boxes = joint_boxes(labels.cpu().numpy(), image.spacing_mm, max_gap_mm=JOINT_REGION_MM,
+                            margin_mm=JOINT_MARGIN_MM)
+        logger.info("joint pass at %.2f mm pixels over %d boxes (%.0f%% of the scan's voxels)",
+                    finest, len(boxes), 100 * sum(np.prod(hi - lo) for lo, hi in boxes)
+                    / np.prod(image.shape))
+        fine = _fused_views(model, image, boxes, finest, **passes)
+        for (lo, hi), (box_summed, box_labels, box_disagreement) in zip(boxes, fine):
+            inside = tuple(slice(a, b) for a, b in zip(lo, hi))
+            summed[(slice(None), *inside)] = box_summed / box_summed.sum(0).clamp(min=1e-12)
+            labels[inside] = box_labels
+            disagreement[inside] = box_disagreement
+    return Prediction(labels=labels.cpu().numpy(), probabilities=summed.cpu().numpy(),
+                      disagreement=disagreement.cpu().numpy())
+
+
+def _fused_views(model: LoadedModel, image: Volume, regions: list[Box | None],
+                 pixel_spacing_mm: float, *, fast: torch.nn.Module, dtype: torch.dtype | None,
+                 mirror: bool, batch_size: int, context_px: int | None, progress: bool
+                 ) -> list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
+    """Every view's planes at ``pixel_spacing_mm`` mapped into each region (None: the whole
+    scan), fused per region: ``(summed probabilities, labels, disagreement)`` as
+    :meth:`hipseg.fusion.ViewAggregator.finalize` gives them. The scan's input channels are
+    made once per side (plain, mirrored) for all regions."""
+    config, device = model.config, model.device
+    shapes = [image.shape if r is None else tuple(int(n) for n in r[1] - r[0]) for r in regions]
+    aggregators = [ViewAggregator(config.labels.n_classes, shape, device=device)
+                   for shape in shapes]
     n_views = len(config.views.directions)
     seen_as = [image, mirrored_volume(image)] if mirror else [image]
     for i, seen in enumerate(seen_as):
         if i:  # the mirrored views call the patient's right side left
-            aggregator.swap_classes(config.labels.symmetric_pairs)
+            for aggregator in aggregators:
+                aggregator.swap_classes(config.labels.symmetric_pairs)
         channels, fill_values = network_input(seen.data, seen.affine,
                                               clip_below_hu=config.preprocess.clip_below_hu,
                                               lateral_channel=config.model.lateral_channel)
         volume = torch.from_numpy(channels).to(device)
         del channels
         fill_value = tuple(fill_values.tolist())
-        for view, (_, window, to_voxel) in enumerate(view_geometry(model, seen, context_px,
-                                                                   spacing)):
-            label = f"view {view + 1}/{n_views}" + (" mirrored" if i else "")
-            stack = predict_stack(fast, volume, to_voxel, window, fill_value=fill_value,
-                                  batch_size=batch_size, autocast=dtype,
-                                  progress_desc=label if progress else None)
-            aggregator.add_stack(stack, to_voxel)
-            del stack
+        for r, (region, aggregator) in enumerate(zip(regions, aggregators)):
+            geometry = view_geometry(model, seen, context_px, pixel_spacing_mm, region)
+            for view, (_, window, to_image, to_region) in enumerate(geometry):
+                label = (f"view {view + 1}/{n_views}" + (" mirrored" if i else "")
+                         + ("" if region is None else f", joint box {r + 1}/{len(regions)}"))
+                stack = predict_stack(fast, volume, to_image, window, fill_value=fill_value,
+                                      batch_size=batch_size, autocast=dtype,
+                                      progress_desc=label if progress else None)
+                aggregator.add_stack(stack, to_region)
+                del stack
         del volume
         if i:
-            aggregator.swap_classes(config.labels.symmetric_pairs)
-    summed, labels, disagreement = aggregator.finalize()
-    summed /= summed.sum(0).clamp(min=1e-12)  # in place: the sum is not needed any more
-    return Prediction(labels=labels.cpu().numpy(), probabilities=summed.cpu().numpy(),
-                      disagreement=disagreement.cpu().numpy())
+            for aggregator in aggregators:
+                aggregator.swap_classes(config.labels.symmetric_pairs)
+    return [aggregator.finalize() for aggregator in aggregators]
 
 
 def planes_per_batch(batch_size: int, n_rows: int, n_cols: int) -> int:
