@@ -410,10 +410,11 @@ def finest_spacing_mm(model: Path) -> float | None:
     return finest if finest < coarsest else None
 
 
-#: How a model trained at several spacings is scored besides plainly: (row suffix, folder
-#: suffix, ``hipseg predict`` options); ``{finest}`` is its finest trained spacing.
-FINE_SCORINGS = ((" @ {finest:.2f} mm", "@{finest:.3f}mm", ("--pixel-mm", "{finest!r}")),
-                 (" + joint pass", "+joints", ("--refine-joints",)))
+#: How a model trained at several spacings is scored besides plainly (``--fine-scorings``):
+#: (row suffix, folder suffix, ``hipseg predict`` options); ``{finest}`` is its finest
+#: trained spacing.
+FINE_SCORINGS = {"finest": (" @ {finest:.2f} mm", "@{finest:.3f}mm", ("--pixel-mm", "{finest!r}")),
+                 "joint": (" + joint pass", "+joints", ("--refine-joints",))}
 
 
 def score(model: Path, test: Path, work: Path, tag: str | None = None,
@@ -501,6 +502,11 @@ def main() -> None:
                         help="train every model at spacings from MM ('rule': the paper's) to "
                              "the floor's, and score it at both (default 0: one spacing; use "
                              "a new --out)")
+    parser.add_argument("--fine-scorings", nargs="*", choices=tuple(FINE_SCORINGS),
+                        default=list(FINE_SCORINGS),
+                        help="how a --finest-pixel-mm model is scored besides plainly: at its "
+                             "finest spacing over the whole scan (the paper's cost), with the "
+                             "joint pass (default: both)")
     parser.add_argument("--variants", type=int, default=VARIANTS, metavar="N",
                         help="new anatomies per accurate map for the no-pretrain-variants and "
                              "mixed rows (default %(default)s)")
@@ -556,7 +562,7 @@ def main() -> None:
             scored = [(name, name, ())] + ([] if finest is None else [
                 (name + row.format(finest=finest), model.name + folder.format(finest=finest),
                  tuple(o.format(finest=finest) for o in options))
-                for row, folder, options in FINE_SCORINGS])
+                for row, folder, options in (FINE_SCORINGS[k] for k in args.fine_scorings)])
             for key, tag, options in scored:
                 if key in results:
                     continue
