@@ -189,7 +189,7 @@ def baseline_weight_map(labels: np.ndarray, w0: float = 20.0, sigma: float = 5.0
 
 def stack_pixels(model: LoadedModel, image: Volume) -> int:
     """Pixels the network sees on ``image``, all views together."""
-    return sum(w.n_planes * w.n_rows * w.n_cols for _, w, _ in view_geometry(model, image))
+    return sum(w.n_planes * w.n_rows * w.n_cols for _, w, *_ in view_geometry(model, image))
 
 
 def stage_table(model_dir: Path, image_path: Path, labels_path: Path,
@@ -207,7 +207,7 @@ def stage_table(model_dir: Path, image_path: Path, labels_path: Path,
     volume = torch.from_numpy(channels)
     fill = tuple(fills.tolist())
     scaled = channels[0]
-    grids, windows, to_voxels = map(list, zip(*view_geometry(model, image)))
+    grids, windows, to_voxels, _ = map(list, zip(*view_geometry(model, image)))
     n_pixels = sum(w.n_planes * w.n_rows * w.n_cols for w in windows)
     full_pixels = sum(g.n_planes * g.dim**2 for g in grids)
 

@@ -131,31 +131,36 @@ def _brute_force_zone(labels, spacing, max_gap_mm):
 
 
 def test_joint_boxes_cover_open_and_closed_joints_plus_margin():
+    import cc3d
+
     spacing = np.array([1.0, 2.0, 1.5])
-    labels = np.zeros((22, 8, 9), np.uint8)
+    labels = np.zeros((30, 8, 9), np.uint8)
     labels[1:7, 2:6, 2:7] = 1
     labels[10:14, 2:6, 2:7] = 2   # 4 mm from bone 1: an open joint
     labels[14:18, 2:6, 2:7] = 3   # touching bone 2: a closed joint, same component
-    labels[20:22, 0:2, 0:2] = 4   # 3 mm from bone 3 along x only at the corner: too far diagonally
+    labels[23:26, 2:6, 2:7] = 4   # 6 mm from bone 3: no joint ...
+    labels[29:30, 2:6, 2:7] = 5   # ... but 4 mm from bone 4: a zone whose grown box overlaps
     zone = _brute_force_zone(labels, spacing, 5.0)
-    boxes = joint_boxes(labels, tuple(spacing), max_gap_mm=5.0, margin_mm=3.0)
-    expected = []
-    import cc3d
-
+    boxes = joint_boxes(labels, tuple(spacing), max_gap_mm=5.0, margin_mm=6.0)
+    margin = np.ceil(6.0 / spacing).astype(int)
     components = cc3d.connected_components(zone, connectivity=26)
+    grown = []
     for c in np.unique(components[components > 0]):
         where = np.argwhere(components == c)
-        margin = np.ceil(3.0 / spacing).astype(int)
-        expected.append((np.clip(where.min(0) - margin, 0, labels.shape),
-                         np.clip(where.max(0) + 1 + margin, 0, labels.shape),
-                         len(where)))
-    expected.sort(key=lambda e: -e[2])
-    assert len(boxes) == len(expected) >= 1
-    for (lo, hi), (want_lo, want_hi, _) in zip(boxes, expected):
-        np.testing.assert_array_equal(lo, want_lo)
-        np.testing.assert_array_equal(hi, want_hi)
+        grown.append((np.clip(where.min(0) - margin, 0, labels.shape),
+                      np.clip(where.max(0) + 1 + margin, 0, labels.shape)))
+    assert len(grown) == 2 and len(boxes) == 1, "the two grown boxes overlap: merged"
+    for a, b in itertools.combinations(boxes, 2):
+        assert not np.all(np.maximum(a[0], b[0]) < np.minimum(a[1], b[1])), "boxes overlap"
+    for lo, hi in boxes:  # each box is exactly the box around the grown boxes it holds
+        held = [g for g in grown if np.all(g[0] >= lo) and np.all(g[1] <= hi)]
+        assert held
+        np.testing.assert_array_equal(lo, np.min([g[0] for g in held], axis=0))
+        np.testing.assert_array_equal(hi, np.max([g[1] for g in held], axis=0))
     lo, hi = boxes[0]
-    assert lo[0] <= 6 - 3 and hi[0] >= 15 + 3, "the open and the closed joint, plus 3 mm"
+    assert lo[0] <= 6 - 6 and hi[0] == 30, "the open and the closed joint and the 4-5 one"
+    apart = joint_boxes(labels, tuple(spacing), max_gap_mm=5.0, margin_mm=1.0)
+    assert len(apart) == 2 and apart[0][1][0] <= apart[1][0][0], "a small margin keeps two"
 
 
 def test_joint_boxes_are_empty_without_two_close_bones():

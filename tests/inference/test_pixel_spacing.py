@@ -63,8 +63,9 @@ def test_predict_refuses_a_spacing_outside_the_trained_range(tiny_model_dir, tmp
     assert not (tmp_path / "out").exists()
 
 
+@pytest.mark.parametrize("mirror", [False, True])
 def test_joint_pass_replaces_the_boxes_with_the_fine_prediction_and_keeps_the_rest(
-        tiny_model_dir, rng, monkeypatch):
+        tiny_model_dir, rng, monkeypatch, mirror):
     """Against an independent reference: with whole planes the joint pass inside its box is
     the whole-scan prediction at the finest spacing; outside it the first pass is untouched."""
     model = _multi_spacing_model(tiny_model_dir)
@@ -77,11 +78,11 @@ def test_joint_pass_replaces_the_boxes_with_the_fine_prediction_and_keeps_the_re
         return [box]
 
     monkeypatch.setattr(volume_module, "joint_boxes", one_box)
-    options = {"progress": False, "precision": "fp32", "context_px": None}
+    options = {"progress": False, "precision": "fp32", "context_px": None, "mirror": mirror}
     refined = predict_volume(model, image, refine_joints=True, **options)
     coarse = predict_volume(model, image, **options)
     fine = predict_volume(model, image, pixel_spacing_mm=1.0, **options)
-    assert found == [(image.shape, volume_module.JOINT_REGION_MM, volume_module.JOINT_MARGIN_MM)]
+    assert found[0] == (image.shape, volume_module.JOINT_REGION_MM, volume_module.JOINT_MARGIN_MM)
     inside = np.zeros(image.shape, bool)
     inside[3:9, 2:8, 1:6] = True
     np.testing.assert_allclose(refined.probabilities[:, inside], fine.probabilities[:, inside],
@@ -104,3 +105,43 @@ def test_joint_pass_needs_a_model_trained_at_several_spacings(tiny_model_dir, rn
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and len(err) == 1 and "--refine-joints" in err[0]
     assert str(tiny_model_dir) in err[0]
+
+
+def test_joint_pass_windows_cover_the_box_only(tiny_model_dir, rng):
+    model = _multi_spacing_model(tiny_model_dir)
+    image = Volume(rng.normal(300, 200, (40, 36, 30)).astype(np.float32), oblique_affine())
+    box = (np.array([10, 8, 6]), np.array([18, 16, 14]))
+    whole = view_geometry(model, image, 4, 1.0)
+    boxed = view_geometry(model, image, 4, 1.0, box)
+    for (grid, window, to_image, _), (box_grid, box_window, box_to_image, to_box) in zip(
+            whole, boxed):
+        assert box_grid.dim == grid.dim and box_window.n_planes < window.n_planes
+        assert box_window.n_rows * box_window.n_cols < window.n_rows * window.n_cols
+        # Mapping back into the box is the mapping into the scan shifted by the box corner.
+        shift = np.eye(4)
+        shift[:3, 3] = -box[0]
+        np.testing.assert_allclose(to_box, shift @ box_to_image, atol=1e-9)
+        # Every box voxel centre falls inside the box's window.
+        corners = np.array(np.meshgrid(*[(a, b - 1) for a, b in zip(*box)], indexing="ij"))
+        corners = np.concatenate([corners.reshape(3, -1), np.ones((1, 8))])
+        stack = (np.linalg.inv(box_to_image) @ corners)[:3]
+        assert stack.min() >= -1e-6
+        assert np.all(stack.max(axis=1) <= np.array([box_window.n_planes, box_window.n_rows,
+                                                     box_window.n_cols]) - 1 + 1e-6)
+
+
+def test_joint_pass_is_refused_when_it_would_pass_the_memory_limit(tiny_model_dir, rng,
+                                                                   monkeypatch):
+    model = _multi_spacing_model(tiny_model_dir)
+    image = Volume(rng.normal(300, 200, (14, 12, 10)).astype(np.float32), oblique_affine())
+    monkeypatch.setattr(volume_module, "joint_boxes",
+                        lambda *a, **k: [(np.array([0, 0, 0]), np.array([14, 12, 10]))])
+    first = volume_module.estimate_prediction_bytes(
+        image.shape, model.config.labels.n_classes,
+        volume_module.prediction_grid(np.eye(3)[0], image.center_mm, image.extent_mm, 2.5,
+                                      model.network.size_multiple).dim,
+        model.config.model.in_channels)
+    predict_volume(model, image, progress=False, max_memory_bytes=first + 1)
+    with pytest.raises(volume_module.VolumeError, match="joint pass over 1 boxes"):
+        predict_volume(model, image, progress=False, max_memory_bytes=first + 1,
+                       refine_joints=True)

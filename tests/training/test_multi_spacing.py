@@ -3,12 +3,14 @@ planes' spacings and where they lie."""
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 
 import numpy as np
 import pytest
 import torch
 
+from hipseg.cli import main
 from hipseg.cli.train import finest_pixel_mm
 from hipseg.core.config import ConfigError, HipsegConfig, SamplingConfig
 from hipseg.core.volume import Volume
@@ -119,5 +121,13 @@ def test_train_option_reads_the_rule_and_spacings():
     assert finest_pixel_mm("rule") == -1.0 and finest_pixel_mm("0") == 0.0
     assert finest_pixel_mm("0.8") == 0.8
     for bad in ("0.005", "-1", "abc"):
-        with pytest.raises(Exception, match=bad):
+        with pytest.raises(argparse.ArgumentTypeError, match=bad):
             finest_pixel_mm(bad)
+
+
+def test_train_refuses_several_spacings_with_an_initial_model(tmp_path, tiny_model_dir, capsys):
+    code = main(["train", str(tmp_path / "data"), "--out", str(tmp_path / "new"), "--init",
+                 str(tiny_model_dir), "--finest-pixel-mm", "rule", "--no-progress"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and "--finest-pixel-mm" in err[0] and "--init" in err[0]
+    assert not (tmp_path / "new").exists()

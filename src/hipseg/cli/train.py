@@ -87,9 +87,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> None:
+    from hipseg.core.errors import ConfigError
     from hipseg.io import find_dataset
     from hipseg.training.train import train
 
+    if args.finest_pixel_mm != 0 and (args.init is not None or args.architecture != "unet2d"):
+        raise ConfigError("--finest-pixel-mm: planes of several spacings need a 2D UNet trained "
+                          "from scratch (--init keeps the initial model's plane geometry)")
     defaults = HipsegConfig()
     config = dataclasses.replace(
         defaults,

@@ -28,6 +28,7 @@ __all__ = [
     "JOINT_REGION_MM",
     "MAX_BATCH_PIXELS",
     "Prediction",
+    "estimate_joint_pass_bytes",
     "estimate_prediction_bytes",
     "planes_per_batch",
     "predict_stack",
@@ -79,6 +80,23 @@ def estimate_prediction_bytes(shape: tuple[int, int, int], n_classes: int,
     voxels = int(np.prod(shape))
     per_voxel = 4 * (1 + in_channels) + 4 * n_classes + (n_classes + 1) + 4 + 1
     return voxels * per_voxel + 4 * n_classes * (stack_dim + 2) ** 3
+
+
+def estimate_joint_pass_bytes(boxes: list[Box], spacing_mm: np.ndarray, pixel_spacing_mm: float,
+                              n_classes: int, context_px: int | None, stack_dim: int) -> int:
+    """Bytes the joint pass adds to the first pass's: every box's aggregator (``C`` float32
+    sums, ``C + 1`` vote bytes per voxel, all held at once) and the largest box's tiled stack,
+    at most ``C`` float32 per pixel of a cube whose side is the box's diagonal at
+    ``pixel_spacing_mm`` plus the context on both sides, and never more than the whole scan's
+    ``stack_dim`` pixels (all of it with ``context_px=None``)."""
+    if not boxes:
+        return 0
+    sizes_mm = [np.asarray(hi - lo) * np.asarray(spacing_mm) for lo, hi in boxes]
+    aggregators = sum(int(np.prod(hi - lo)) for lo, hi in boxes) * (5 * n_classes + 1)
+    side = stack_dim if context_px is None else min(
+        stack_dim, max(float(np.linalg.norm(size)) for size in sizes_mm) / pixel_spacing_mm
+        + 2 * context_px)
+    return aggregators + 4 * n_classes * int(side + 2) ** 3
 
 
 def view_geometry(model: LoadedModel, image: Volume, context_px: int | None = DEFAULT_CONTEXT_PX,
@@ -217,7 +235,16 @@ def _predict_views(model: LoadedModel, image: Volume, *, batch_size: int,
         logger.info("joint pass at %.2f mm pixels over %d boxes (%.0f%% of the scan's voxels)",
                     finest, len(boxes), 100 * sum(np.prod(hi - lo) for lo, hi in boxes)
                     / np.prod(image.shape))
-        fine = _fused_views(model, image, boxes, finest, **passes)
+        fine_dim = prediction_grid(np.eye(3)[0], image.center_mm, image.extent_mm, finest,
+                                   network.size_multiple).dim
+        joint_bytes = estimate_joint_pass_bytes(boxes, image.spacing_mm, finest,
+                                                config.labels.n_classes, context_px, fine_dim)
+        if needed + joint_bytes > limit:
+            raise VolumeError(f"the joint pass over {len(boxes)} boxes needs about "
+                              f"{(needed + joint_bytes) / 2**30:.3g} GiB with the first pass, "
+                              f"more than the limit of {limit / 2**30:.3g} GiB "
+                              "(--max-memory-gb); predict without --refine-joints")
+        fine = _fused_views(model, image, boxes, finest, **passes) if boxes else []
         for (lo, hi), (box_summed, box_labels, box_disagreement) in zip(boxes, fine):
             inside = tuple(slice(a, b) for a, b in zip(lo, hi))
             summed[(slice(None), *inside)] = box_summed / box_summed.sum(0).clamp(min=1e-12)
