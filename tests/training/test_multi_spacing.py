@@ -62,7 +62,8 @@ def test_finest_spacing_coarser_than_the_planes_is_refused():
 def test_planes_draw_log_uniform_spacings_and_pass_through_their_aimed_point():
     scan = _linear_scan()
     directions = view_directions(3, 30.0, np.random.default_rng(0))
-    sampler = PlaneSampler([scan], directions, 16, 2.0, 1.0, finest_pixel_spacing_mm=0.5)
+    sampler = PlaneSampler([scan], directions, 16, 2.0, 1.0, finest_pixel_spacing_mm=0.5,
+                           fine_plane_fraction=1.0)
     rng = np.random.default_rng(4)
     spacings = []
     for _ in range(2000):
@@ -88,7 +89,8 @@ def test_a_fine_plane_samples_the_scan_at_its_own_pixel_positions():
     positions in mm, computed from the grid's basis by hand (0 outside the scan)."""
     scan = _linear_scan()
     directions = view_directions(3, 30.0, np.random.default_rng(0))
-    sampler = PlaneSampler([scan], directions, 16, 2.0, 1.0, finest_pixel_spacing_mm=0.5)
+    sampler = PlaneSampler([scan], directions, 16, 2.0, 1.0, finest_pixel_spacing_mm=0.5,
+                           fine_plane_fraction=1.0)
     images, _, _ = sampler.sample(6, np.random.default_rng(9))
     replay = np.random.default_rng(9)
     to_voxel = np.linalg.inv(scan.affine)
@@ -104,6 +106,21 @@ def test_a_fine_plane_samples_the_scan_at_its_own_pixel_positions():
         assert inside.mean() > 0.5
         np.testing.assert_allclose(image[0].numpy()[inside], (world @ GRADIENT + 300.0)[inside],
                                    atol=0.02)
+
+
+def test_a_fraction_of_the_planes_is_fine_and_aimed_at_the_joints():
+    scan = dataclasses.replace(_linear_scan(), joint_mm=_linear_scan().center_mm[None] + 1.0)
+    directions = view_directions(3, 30.0, np.random.default_rng(0))
+    sampler = PlaneSampler([scan], directions, 16, 2.0, 1.0, finest_pixel_spacing_mm=0.5,
+                           fine_plane_fraction=0.3)
+    rng = np.random.default_rng(5)
+    planes = [sampler._plane(scan, int(rng.integers(3)), rng)[0] for _ in range(3000)]
+    fine = [g for g in planes if g.n_planes == 1]
+    assert len(fine) / len(planes) == pytest.approx(0.3, abs=0.03)
+    assert all(g.pixel_spacing_mm == 2.0 and g.n_planes == 16 for g in planes if g.n_planes != 1)
+    for grid in fine:  # through the joint point, never a bone point
+        n = view_basis(grid.direction)[2]
+        assert abs(np.dot(scan.joint_mm[0] - grid.center_mm, n)) < 1e-9
 
 
 def test_single_spacing_planes_keep_the_models_spacing():

@@ -73,6 +73,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                         "'rule': the paper's rule, the training scans' own resolution) and the "
                         "floored one, so predict --pixel-mm can use any in between (default 0: "
                         "one spacing)")
+    p.add_argument("--fine-plane-fraction", type=float_in(0.0, 1.0),
+                   default=defaults.sampling.fine_plane_fraction, metavar="F",
+                   help="with --finest-pixel-mm: fraction of training planes at a finer spacing, "
+                        "aimed at the joint spaces (default %(default)s)")
     p.add_argument("--joint-plane-fraction", type=float_in(0.0, 1.0 - defaults.sampling.foreground_plane_fraction),
                    default=defaults.sampling.joint_plane_fraction, metavar="F",
                    help="fraction of training planes aimed at a joint-space voxel (background "
@@ -102,6 +106,7 @@ def run(args: argparse.Namespace) -> None:
                                      sphere_diameter_mm=args.sphere_mm,
                                      min_pixel_spacing_mm=args.min_pixel_mm,
                                      finest_pixel_spacing_mm=args.finest_pixel_mm,
+                                     fine_plane_fraction=args.fine_plane_fraction,
                                      joint_plane_fraction=args.joint_plane_fraction),
         model=dataclasses.replace(defaults.model, base_width=args.base_width, depth=args.depth,
                                   architecture=args.architecture, patch_vox=args.patch_vox,

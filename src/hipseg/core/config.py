@@ -165,9 +165,11 @@ class SamplingConfig:
     ``foreground_plane_fraction`` through a random bone voxel, the rest lie uniformly in the
     sphere.
 
-    Several pixel spacings: with ``finest_pixel_spacing_mm`` > 0 each training plane's spacing
-    is drawn log-uniformly between it and ``pixel_spacing_mm``; a plane keeps ``dim`` pixels, so
-    a finer one covers a smaller field centred on its aimed point. Such a model predicts at any
+    Several pixel spacings: with ``finest_pixel_spacing_mm`` > 0 a fraction
+    ``fine_plane_fraction`` of the training planes has its spacing drawn log-uniformly between
+    it and ``pixel_spacing_mm`` and is aimed at a joint space (a bone where there is none); a
+    plane keeps ``dim`` pixels, so a finer one covers a smaller field centred near that point.
+    The other planes, and validation, stay at ``pixel_spacing_mm``. Such a model predicts at any
     spacing in that range (``hipseg predict --pixel-mm``), e.g. the coarse default over the
     whole scan and its own resolution where the gaps are. ``-1``: the paper's rule's spacing
     (the measured ``dim`` before the floor), filled in with the plane size. ``0``: one spacing.
@@ -180,6 +182,7 @@ class SamplingConfig:
     foreground_plane_fraction: float = 0.5
     joint_plane_fraction: float = 0.0
     finest_pixel_spacing_mm: float = 0.0
+    fine_plane_fraction: float = 0.5
 
     def __post_init__(self) -> None:
         _check("sampling.dim", self.dim, self.dim == 0 or 1 <= self.dim <= 4096,
@@ -188,6 +191,7 @@ class SamplingConfig:
                self.finest_pixel_spacing_mm in (-1.0, 0.0)
                or 0.01 <= self.finest_pixel_spacing_mm <= 100.0,
                "-1 (the paper's rule), 0 (one spacing) or in 0.01..100")
+        _check_between("sampling.fine_plane_fraction", self.fine_plane_fraction, 0.0, 1.0)
         _check("sampling.sphere_diameter_mm", self.sphere_diameter_mm,
                0 <= self.sphere_diameter_mm <= 10_000, "0 (unmeasured) or in 0..10000")
         _check_between("sampling.percentile", self.percentile, 0.0, 100.0)

@@ -89,7 +89,7 @@ def load_training_scans(cases: list[Case], config: HipsegConfig, device: torch.d
             raise InputError(case.image, str(err)) from None
         foreground_mm = _points_mm(labels.data > 0, image.affine, rng)
         joint_mm = np.zeros((0, 3))
-        if config.sampling.joint_plane_fraction > 0:
+        if config.sampling.joint_plane_fraction > 0 or config.sampling.finest_pixel_spacing_mm:
             joint_mm = _points_mm(joint_space_voxels(labels.data, image.spacing_mm,
                                                      JOINT_SPACE_MM), image.affine, rng)
         weights = None
@@ -163,10 +163,11 @@ class PlaneSampler:
     voxel, ``foreground_plane_fraction`` through a random bone voxel, the rest lie uniformly
     within the sphere.
 
-    With ``finest_pixel_spacing_mm`` in ``(0, pixel_spacing_mm)`` every plane's spacing is drawn
-    log-uniformly between the two; the plane keeps ``dim`` pixels and is centred near its
-    aimed point (within a quarter of its side, so the point is not always in the middle), or
-    on a uniform point of the sphere's cube.
+    With ``finest_pixel_spacing_mm`` in ``(0, pixel_spacing_mm)`` a fraction
+    ``fine_plane_fraction`` of the planes has its spacing drawn log-uniformly between the two;
+    such a plane keeps ``dim`` pixels and is centred near a joint-space voxel (a bone voxel
+    where the scan has none; within a quarter of its side, so the point is not always in the
+    middle). The other planes are drawn as without it.
     """
 
     #: Planes get the elastic augmentation (SPEC step 5).
@@ -175,7 +176,7 @@ class PlaneSampler:
     def __init__(self, scans: list[TrainingScan], directions: np.ndarray, dim: int,
                  pixel_spacing_mm: float, foreground_plane_fraction: float,
                  joint_plane_fraction: float = 0.0, *,
-                 finest_pixel_spacing_mm: float = 0.0) -> None:
+                 finest_pixel_spacing_mm: float = 0.0, fine_plane_fraction: float = 0.5) -> None:
         if not scans:
             raise ValueError("no training scans")
         self.scans = scans
@@ -185,6 +186,7 @@ class PlaneSampler:
         self.foreground_plane_fraction = foreground_plane_fraction
         self.joint_plane_fraction = joint_plane_fraction
         self.finest_pixel_spacing_mm = finest_pixel_spacing_mm
+        self.fine_plane_fraction = fine_plane_fraction
 
     @property
     def multi_spacing(self) -> bool:
@@ -197,26 +199,31 @@ class PlaneSampler:
     def _plane(self, scan: TrainingScan, view: int, rng: np.random.Generator
                ) -> tuple[ViewGrid, float]:
         """A plane's grid and its (float) plane index in that grid."""
+        if self.multi_spacing and rng.random() < self.fine_plane_fraction:
+            return self._fine_plane(scan, view, rng)
         points = self._aim(scan, rng)
-        if not self.multi_spacing:
-            grid = self.grid(scan, view)
-            normal = grid.direction / np.linalg.norm(grid.direction)
-            if points is not None:
-                offset_mm = float(np.dot(points[rng.integers(len(points))] - scan.center_mm,
-                                         normal))
-            else:
-                half = self.dim * self.pixel_spacing_mm / 2.0
-                offset_mm = float(rng.uniform(-half, half))
-            return grid, float(grid.plane_index_of_offset(offset_mm))
+        grid = self.grid(scan, view)
+        normal = grid.direction / np.linalg.norm(grid.direction)
+        if points is not None:
+            offset_mm = float(np.dot(points[rng.integers(len(points))] - scan.center_mm, normal))
+        else:
+            half = self.dim * self.pixel_spacing_mm / 2.0
+            offset_mm = float(rng.uniform(-half, half))
+        return grid, float(grid.plane_index_of_offset(offset_mm))
+
+    def _fine_plane(self, scan: TrainingScan, view: int, rng: np.random.Generator
+                    ) -> tuple[ViewGrid, float]:
+        """A plane at a spacing drawn log-uniformly below the model's, near a joint space."""
         spacing = float(np.exp(rng.uniform(np.log(self.finest_pixel_spacing_mm),
                                            np.log(self.pixel_spacing_mm))))
-        if points is not None:
+        points = next((p for p in (scan.joint_mm, scan.foreground_mm) if len(p)), None)
+        if points is None:
+            half = self.dim * self.pixel_spacing_mm / 2.0
+            center = scan.center_mm + rng.uniform(-half, half, 3)
+        else:
             u, v, _ = view_basis(self.directions[view])
             shift = rng.uniform(-0.25, 0.25, 2) * self.dim * spacing
             center = points[rng.integers(len(points))] + shift[0] * u + shift[1] * v
-        else:
-            half = self.dim * self.pixel_spacing_mm / 2.0
-            center = scan.center_mm + rng.uniform(-half, half, 3)
         return ViewGrid(self.directions[view], center, spacing, self.dim, 1), 0.0
 
     def _aim(self, scan: TrainingScan, rng: np.random.Generator) -> np.ndarray | None:

@@ -164,7 +164,8 @@ def _planes(config: HipsegConfig, scans: list) -> PlaneSampler:
     return PlaneSampler(scans, np.asarray(config.views.directions), config.sampling.dim,
                         config.sampling.pixel_spacing_mm, config.sampling.foreground_plane_fraction,
                         config.sampling.joint_plane_fraction,
-                        finest_pixel_spacing_mm=config.sampling.finest_pixel_spacing_mm)
+                        finest_pixel_spacing_mm=config.sampling.finest_pixel_spacing_mm,
+                        fine_plane_fraction=config.sampling.fine_plane_fraction)
 
 
 def _patches(config: HipsegConfig, scans: list) -> PatchSampler:
@@ -373,8 +374,12 @@ def train(cases: list[Case], config: HipsegConfig, out_dir: Path, *, device: tor
         val_scans = (train_scans if val_cases == train_cases else
                      load_training_scans(val_cases, config, device, progress,
                                          weight_cache=weight_cache, strict_sides=strict_sides))
-        val_batch = make_sampler(config, val_scans).sample(tc.val_planes,
-                                                           np.random.default_rng(tc.seed + 1))
+        # Validation stays at the model's spacing, the one predict uses by default: finer
+        # planes would make early stopping follow a mixture of tasks.
+        at_one_spacing = dataclasses.replace(config, sampling=dataclasses.replace(
+            config.sampling, finest_pixel_spacing_mm=0.0))
+        val_batch = make_sampler(at_one_spacing, val_scans).sample(
+            tc.val_planes, np.random.default_rng(tc.seed + 1))
     train_sampler = make_sampler(config, train_scans)
     optimizer = torch.optim.Adam(network.parameters(), lr=tc.learning_rate)
     scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, factor=tc.lr_factor,
