@@ -406,8 +406,8 @@ def scan_scores(labels: np.ndarray, reference: np.ndarray, spacing_mm) -> dict[s
 
 def finest_spacing_mm(model: Path) -> float | None:
     """The finest pixel spacing ``model`` was trained at, or None for one spacing."""
-    finest, coarsest = load_config(ModelFolder(model).config).sampling.trained_pixel_spacings_mm
-    return finest if finest < coarsest else None
+    sampling = load_config(ModelFolder(model).config).sampling
+    return sampling.trained_pixel_spacings_mm[0] if sampling.several_spacings else None
 
 
 #: How a model trained at several spacings is scored besides plainly (``--fine-scorings``):

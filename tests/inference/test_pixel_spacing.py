@@ -94,6 +94,56 @@ def test_joint_pass_replaces_the_boxes_with_the_fine_prediction_and_keeps_the_re
     assert np.abs(fine.probabilities - coarse.probabilities)[:, inside].max() > 20 * 1e-5
 
 
+def test_overlapping_joint_boxes_give_the_mean_of_their_predictions(tiny_model_dir, rng,
+                                                                    monkeypatch):
+    """Two boxes that overlap: each box's own voxels take its prediction, the shared ones
+    the mean of both (probabilities, disagreement, and the labels as their argmax)."""
+    model = _multi_spacing_model(tiny_model_dir)
+    image = Volume(rng.normal(300, 200, (14, 12, 10)).astype(np.float32), oblique_affine())
+    boxes = [(np.array([2, 2, 1]), np.array([9, 8, 6])), (np.array([6, 3, 2]), np.array([12, 10, 8]))]
+    n_classes = model.config.labels.n_classes
+    made = {}
+    real_fused_views = volume_module._fused_views
+
+    def fake_box_passes(model, image, regions, spacing, **passes):
+        if regions == [None]:
+            return real_fused_views(model, image, regions, spacing, **passes)
+        out = []
+        for k, (lo, hi) in enumerate(regions):
+            shape = tuple(int(n) for n in hi - lo)
+            summed = torch.from_numpy(3.0 * rng.dirichlet(np.ones(n_classes), shape)
+                                      .transpose(3, 0, 1, 2).astype(np.float32))
+            disagreement = torch.full(shape, 0.2 + 0.4 * k)
+            made[k] = (summed / 3.0, disagreement)
+            out.append((summed, summed.argmax(0).to(torch.uint8), disagreement))
+        return out
+
+    monkeypatch.setattr(volume_module, "joint_boxes", lambda *a, **k: boxes)
+    monkeypatch.setattr(volume_module, "_fused_views", fake_box_passes)
+    refined = predict_volume(model, image, refine_joints=True, progress=False)
+    expected = predict_volume(model, image, progress=False)
+    probabilities = expected.probabilities.copy()
+    disagreement = expected.disagreement.copy()
+    covered = np.zeros(image.shape)
+    sums = np.zeros_like(probabilities)
+    votes = np.zeros(image.shape)
+    for k, (lo, hi) in enumerate(boxes):
+        inside = tuple(slice(a, b) for a, b in zip(lo, hi))
+        sums[(slice(None), *inside)] += made[k][0].numpy()
+        votes[inside] += made[k][1].numpy()
+        covered[inside] += 1
+    refined_voxels = covered > 0
+    assert (covered == 2).sum() == 3 * 5 * 4, "the boxes share 3 x 5 x 4 voxels"
+    probabilities[:, refined_voxels] = sums[:, refined_voxels] / covered[refined_voxels]
+    disagreement[refined_voxels] = votes[refined_voxels] / covered[refined_voxels]
+    np.testing.assert_allclose(refined.probabilities, probabilities, atol=1e-6)
+    np.testing.assert_allclose(refined.disagreement, disagreement, atol=1e-6)
+    np.testing.assert_array_equal(refined.labels[refined_voxels],
+                                  probabilities.argmax(0)[refined_voxels])
+    np.testing.assert_array_equal(refined.labels[~refined_voxels],
+                                  expected.labels[~refined_voxels])
+
+
 def test_joint_pass_needs_a_model_trained_at_several_spacings(tiny_model_dir, rng, tmp_path,
                                                              capsys):
     image = Volume(rng.normal(300, 200, (14, 12, 10)).astype(np.float32), oblique_affine())

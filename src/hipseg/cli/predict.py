@@ -148,7 +148,7 @@ def check_pixel_spacing(model: LoadedModel, model_dir: Path, pixel_spacing_mm: f
         model.config.sampling.prediction_pixel_spacing_mm(pixel_spacing_mm)
     except ConfigError as err:
         raise InputError(model_dir, f"--pixel-mm: {err}") from None
-    finest, coarsest = model.config.sampling.trained_pixel_spacings_mm
-    if refine_joints and finest >= coarsest:
-        raise InputError(model_dir, f"--refine-joints: the model was trained at {coarsest:.3g} "
+    if refine_joints and not model.config.sampling.several_spacings:
+        raise InputError(model_dir, "--refine-joints: the model was trained at "
+                                    f"{model.config.sampling.pixel_spacing_mm:.3g} "
                                     "mm pixels only; train it with --finest-pixel-mm")

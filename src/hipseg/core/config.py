@@ -221,6 +221,12 @@ class SamplingConfig:
         base = self.pixel_spacing_mm
         return (self.finest_pixel_spacing_mm if self.finest_pixel_spacing_mm > 0 else base, base)
 
+    @property
+    def several_spacings(self) -> bool:
+        """Whether the training planes came at more than one pixel spacing."""
+        finest, coarsest = self.trained_pixel_spacings_mm
+        return finest < coarsest
+
     def prediction_pixel_spacing_mm(self, requested_mm: float | None = None) -> float:
         """The pixel spacing to predict at: ``requested_mm``, or the trained one when None.
 
@@ -233,7 +239,7 @@ class SamplingConfig:
             return self.pixel_spacing_mm
         finest, coarsest = self.trained_pixel_spacings_mm
         if not finest * 0.995 <= requested_mm <= coarsest * 1.005:
-            hint = "" if finest < coarsest else (
+            hint = "" if self.several_spacings else (
                 "; a model trained with --finest-pixel-mm predicts at several")
             raise ConfigError(f"pixel spacing {requested_mm:g} mm is outside the "
                               f"{finest:.3g}-{coarsest:.3g} mm this model was trained at{hint}")

@@ -64,8 +64,10 @@ MAX_BATCH_PIXELS = 2**20
 #: The joint pass (``refine_joints``) re-predicts where two first-pass bones come within this
 #: many mm of each other: the widest joint spaces (5 mm) plus a closed one's overlap.
 JOINT_REGION_MM = 8.0
-#: ... and this many mm around it, so the seams lie in bone or soft tissue, not in a gap.
-JOINT_MARGIN_MM = 10.0
+#: ... and this many mm around it, so the seams lie in bone or soft tissue, not in a gap. The
+#: planes are cut from the whole scan, so the margin is not the network's context; a wider one
+#: made the five joints' boxes of a real pelvis cover most of it (docs/accuracy.md, run 9).
+JOINT_MARGIN_MM = 4.0
 
 
 def estimate_prediction_bytes(shape: tuple[int, int, int], n_classes: int,
@@ -82,17 +84,22 @@ def estimate_prediction_bytes(shape: tuple[int, int, int], n_classes: int,
     return voxels * per_voxel + 4 * n_classes * (stack_dim + 2) ** 3
 
 
-def estimate_joint_pass_bytes(boxes: list[Box], spacing_mm: np.ndarray, pixel_spacing_mm: float,
-                              n_classes: int, context_px: int | None, stack_dim: int) -> int:
+def estimate_joint_pass_bytes(boxes: list[Box], scan_shape: tuple[int, int, int],
+                              spacing_mm: np.ndarray, pixel_spacing_mm: float, n_classes: int,
+                              context_px: int | None, stack_dim: int) -> int:
     """Bytes the joint pass adds to the first pass's: every box's aggregator (``C`` float32
-    sums, ``C + 1`` vote bytes per voxel, all held at once) and the largest box's tiled stack,
-    at most ``C`` float32 per pixel of a cube whose side is the box's diagonal at
-    ``pixel_spacing_mm`` plus the context on both sides, and never more than the whole scan's
-    ``stack_dim`` pixels (all of it with ``context_px=None``)."""
+    sums, ``C + 1`` vote bytes per voxel, all held at once), two ``C`` float32 temporaries of
+    the largest box where it is written back, and that box's tiled stack, at most ``C``
+    float32 per pixel of a cube whose side is the box's diagonal at ``pixel_spacing_mm`` plus
+    the context on both sides, and never more than the whole scan's ``stack_dim`` pixels (all
+    of it with ``context_px=None``); and one byte per voxel of the scan that counts how often
+    the boxes cover it."""
     if not boxes:
         return 0
     sizes_mm = [np.asarray(hi - lo) * np.asarray(spacing_mm) for lo, hi in boxes]
-    aggregators = sum(int(np.prod(hi - lo)) for lo, hi in boxes) * (5 * n_classes + 1)
+    aggregators = (sum(int(np.prod(hi - lo)) for lo, hi in boxes) * (5 * n_classes + 1)
+                   + max(int(np.prod(hi - lo)) for lo, hi in boxes) * 8 * n_classes
+                   + int(np.prod(scan_shape)))
     side = stack_dim if context_px is None else min(
         stack_dim, max(float(np.linalg.norm(size)) for size in sizes_mm) / pixel_spacing_mm
         + 2 * context_px)
@@ -211,11 +218,11 @@ def _predict_views(model: LoadedModel, image: Volume, *, batch_size: int,
     config, network, device = model.config, model.network, model.device
     limit = int(0.8 * physical_memory_bytes()) if max_memory_bytes is None else max_memory_bytes
     spacing = config.sampling.prediction_pixel_spacing_mm(pixel_spacing_mm)
-    finest, coarsest = config.sampling.trained_pixel_spacings_mm
-    if refine_joints and finest >= coarsest:
+    finest = config.sampling.trained_pixel_spacings_mm[0]
+    if refine_joints and not config.sampling.several_spacings:
         raise ConfigError("a joint pass needs a model trained at several pixel spacings "
                           "(train --finest-pixel-mm); this one knows only "
-                          f"{coarsest:.3g} mm")
+                          f"{config.sampling.pixel_spacing_mm:.3g} mm")
     largest = prediction_grid(np.eye(3)[0], image.center_mm, image.extent_mm, spacing,
                               network.size_multiple)
     needed = estimate_prediction_bytes(image.shape, config.labels.n_classes, largest.dim,
@@ -237,7 +244,7 @@ def _predict_views(model: LoadedModel, image: Volume, *, batch_size: int,
                     / np.prod(image.shape))
         fine_dim = prediction_grid(np.eye(3)[0], image.center_mm, image.extent_mm, finest,
                                    network.size_multiple).dim
-        joint_bytes = estimate_joint_pass_bytes(boxes, image.spacing_mm, finest,
+        joint_bytes = estimate_joint_pass_bytes(boxes, image.shape, image.spacing_mm, finest,
                                                 config.labels.n_classes, context_px, fine_dim)
         if needed + joint_bytes > limit:
             raise VolumeError(f"the joint pass over {len(boxes)} boxes needs about "
@@ -245,11 +252,18 @@ def _predict_views(model: LoadedModel, image: Volume, *, batch_size: int,
                               f"more than the limit of {limit / 2**30:.3g} GiB "
                               "(--max-memory-gb); predict without --refine-joints")
         fine = _fused_views(model, image, boxes, finest, **passes) if boxes else []
-        for (lo, hi), (box_summed, box_labels, box_disagreement) in zip(boxes, fine):
+        times_refined = torch.zeros(image.shape, dtype=torch.uint8, device=summed.device)
+        for (lo, hi), (box_summed, _, box_disagreement) in zip(boxes, fine):
             inside = tuple(slice(a, b) for a, b in zip(lo, hi))
-            summed[(slice(None), *inside)] = box_summed / box_summed.sum(0).clamp(min=1e-12)
-            labels[inside] = box_labels
-            disagreement[inside] = box_disagreement
+            # Where boxes overlap (two joints a few mm apart) the joint pass is their mean; the
+            # first pass's weight is 0 there the first time.
+            before = times_refined[inside].float()
+            keep = before / (before + 1)
+            region = summed[(slice(None), *inside)]
+            region.mul_(keep).add_(box_summed / box_summed.sum(0).clamp(min=1e-12) * (1 - keep))
+            disagreement[inside].mul_(keep).add_(box_disagreement * (1 - keep))
+            labels[inside] = region.argmax(0).to(labels.dtype)
+            times_refined[inside] += 1
     return Prediction(labels=labels.cpu().numpy(), probabilities=summed.cpu().numpy(),
                       disagreement=disagreement.cpu().numpy())
 

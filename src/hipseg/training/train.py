@@ -363,7 +363,7 @@ def train(cases: list[Case], config: HipsegConfig, out_dir: Path, *, device: tor
     finest, coarsest = config.sampling.trained_pixel_spacings_mm
     logger.info("%s; plane size %d px of %s mm, sphere %.1f mm, %d views; weight map %s; "
                 "contacts %s", config.model.architecture, config.sampling.dim,
-                f"{coarsest:.2f}" if finest == coarsest else f"{finest:.2f}-{coarsest:.2f}",
+                f"{finest:.2f}-{coarsest:.2f}" if config.sampling.several_spacings else f"{coarsest:.2f}",
                 config.sampling.sphere_diameter_mm,
                 len(config.views.directions), "on" if config.weight_map.enabled else "off",
                 f"ignored within {config.weight_map.ignore_contacts_mm:g} mm"
