@@ -15,7 +15,6 @@ from hipseg.distances import distance_to_class
 
 __all__ = ["JOINT_SHELL_MM", "SIDES", "joint_centres"]
 
-JOINT_SHELL_MM = 15.0
 #: Femur voxels up to this much farther from the hip bone than the closest ones count as the
 #: joint-facing part of the femoral head (mm).
 JOINT_SHELL_MM = 15.0
