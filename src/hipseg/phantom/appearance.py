@@ -23,25 +23,30 @@ class AppearanceRanges:
     """
 
     # Cortical bone on clinical CT: dense cortex 1000-1900 HU, lower in thin shells through
-    # partial volume (Treece et al. 2010, Med Image Anal 14:276).
-    cortical_hu: tuple[float, float] = (700.0, 1600.0)
+    # partial volume (Treece et al. 2010, Med Image Anal 14:276), and in elderly, osteoporotic
+    # cortex; the low end also stands in for scanners and reconstructions that render bone
+    # dimmer.
+    cortical_hu: tuple[float, float] = (500.0, 1600.0)
     # Pelvic cortex 0.5-4 mm (Anderson et al. 2005, J Biomech Eng 127:364); proximal femur
     # cortex 0.3-3 mm away from the shaft (Treece et al. 2010).
     cortex_mm: tuple[float, float] = (0.6, 3.0)
     # Femoral diaphysis cortex 4-7 mm (Treece et al. 2010).
     shaft_cortex_mm: tuple[float, float] = (3.0, 7.0)
     # Trabecular bone 100-300 HU in healthy adults, below about 110 HU in osteoporosis
-    # (Pickhardt et al. 2013, Ann Intern Med 158:588).
-    cancellous_hu: tuple[float, float] = (70.0, 350.0)
+    # (Pickhardt et al. 2013, Ann Intern Med 158:588); the dense trabeculae of the femoral
+    # head and the subchondral acetabulum reach 300-450 HU.
+    cancellous_hu: tuple[float, float] = (60.0, 450.0)
     # Standard deviation of the trabecular texture, HU, and its grain, mm (trabeculae and
-    # spaces 0.1-1 mm, seen through a ~1 mm point spread function).
-    texture_hu: tuple[float, float] = (15.0, 90.0)
-    texture_mm: tuple[float, float] = (0.5, 2.0)
+    # spaces 0.1-1 mm, seen through a ~1 mm point spread function; a grain of 0.1 mm is
+    # voxel-to-voxel speckle, as a sharp bone kernel renders it).
+    texture_hu: tuple[float, float] = (10.0, 120.0)
+    texture_mm: tuple[float, float] = (0.1, 2.0)
     # Medullary canal of the femoral shaft: yellow marrow -100 to -50 HU, red marrow 0-60 HU.
     marrow_hu: tuple[float, float] = (-90.0, 50.0)
-    # Skeletal muscle 40-60 HU, lower with fatty infiltration (Goodpaster et al. 2000,
-    # J Appl Physiol 89:104); the -29..150 HU muscle window of Mitsiopoulos et al. 1998.
-    muscle_hu: tuple[float, float] = (20.0, 65.0)
+    # Skeletal muscle 40-60 HU, lower with fatty infiltration, down to 10-30 HU in the elderly
+    # (Goodpaster et al. 2000, J Appl Physiol 89:104); the -29..150 HU muscle window of
+    # Mitsiopoulos et al. 1998.
+    muscle_hu: tuple[float, float] = (10.0, 70.0)
     # Fraction of the muscle that is intermuscular fat, and the grain of the fat streaks, mm.
     intermuscular_fat_fraction: tuple[float, float] = (0.02, 0.25)
     intermuscular_fat_mm: tuple[float, float] = (3.0, 8.0)
@@ -71,13 +76,15 @@ class AppearanceRanges:
     table_probability: float = 0.5
     table_mm: tuple[float, float] = (5.0, 20.0)
     table_hu: tuple[float, float] = (-200.0, 300.0)
-    # Scanner: in-plane point spread FWHM 0.5-1.3 mm (standard to smooth kernels), slice
-    # thickness 0.6-3 mm, noise standard deviation 8-60 HU (high to low dose) with a grain of
-    # 0.4-1.2 mm (correlated by the reconstruction kernel).
-    blur_fwhm_mm: tuple[float, float] = (0.5, 1.3)
+    # Scanner: in-plane point spread FWHM 0.5-2.5 mm (sharp bone kernels to smooth soft-tissue
+    # kernels at a large field of view: body CT's MTF10 of 4-8 lp/cm is a FWHM of about
+    # 0.8-2 mm), slice thickness 0.6-3 mm, noise standard deviation 3-80 HU (high dose to
+    # low dose in a large patient) with a grain of 0.1-1.2 mm (white to correlated by the
+    # reconstruction kernel).
+    blur_fwhm_mm: tuple[float, float] = (0.5, 2.5)
     slice_thickness_mm: tuple[float, float] = (0.6, 3.0)
-    noise_hu: tuple[float, float] = (8.0, 60.0)
-    noise_grain_mm: tuple[float, float] = (0.4, 1.2)
+    noise_hu: tuple[float, float] = (3.0, 80.0)
+    noise_grain_mm: tuple[float, float] = (0.1, 1.2)
 
 
 @dataclass(frozen=True)
