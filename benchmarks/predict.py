@@ -202,6 +202,7 @@ def stage_table(model_dir: Path, image_path: Path, labels_path: Path,
     rows.append(("read NIfTI", t, None, mem, ""))
     t, mem, (channels, fills) = timed(lambda: network_input(
         image.data, image.affine, clip_below_hu=config.preprocess.clip_below_hu,
+        scaling=config.preprocess.intensity_scaling,
         lateral_channel=config.model.lateral_channel))
     rows.append(("pre-process", t, None, mem, ""))
     volume = torch.from_numpy(channels)

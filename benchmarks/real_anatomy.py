@@ -76,7 +76,13 @@ from measure import run_measured
 from hipseg.cli.train import finest_pixel_mm
 from hipseg.collisions import count_collisions
 from hipseg.core.atomic import atomic_write_text
-from hipseg.core.config import FINETUNE_TRAIN, SamplingConfig, load_config
+from hipseg.core.config import (
+    FINETUNE_TRAIN,
+    INTENSITY_SCALINGS,
+    PreprocessConfig,
+    SamplingConfig,
+    load_config,
+)
 from hipseg.core.labels import DEFAULT_LABELS
 from hipseg.core.volume import apply_affine
 from hipseg.datasets.phantom import (
@@ -141,6 +147,7 @@ class Schedule:
     joint_plane_fraction: float = SamplingConfig().joint_plane_fraction
     appearance_fraction: float = 0.0
     finest_pixel_mm: float = 0.0
+    intensity_scaling: str = PreprocessConfig().intensity_scaling
 
 
 def quick_schedule() -> Schedule:
@@ -273,6 +280,7 @@ def train_args(data: Path, out: Path, schedule: Schedule, *, coarse: bool, later
             "--min-pixel-mm", str(schedule.min_pixel_mm),
             "--joint-plane-fraction", str(schedule.joint_plane_fraction),
             "--appearance-fraction", str(schedule.appearance_fraction),
+            "--intensity-scaling", schedule.intensity_scaling,
             "--finest-pixel-mm",
             "rule" if schedule.finest_pixel_mm < 0 else str(schedule.finest_pixel_mm)]
     if coarse:
@@ -497,6 +505,10 @@ def main() -> None:
                         default=Schedule.appearance_fraction, metavar="F",
                         help="planes whose CT appearance is redrawn in every training (default "
                              "%(default)s as in runs 1-6; the product's is 0.5; use a new --out)")
+    parser.add_argument("--intensity-scaling", choices=INTENSITY_SCALINGS,
+                        default=Schedule.intensity_scaling,
+                        help="how every training maps HU to the network's input (default "
+                             "%(default)s, the product's; use a new --out)")
     parser.add_argument("--finest-pixel-mm", type=finest_pixel_mm, default=0.0,
                         metavar="MM|rule",
                         help="train every model at spacings from MM ('rule': the paper's) to "
@@ -527,7 +539,8 @@ def main() -> None:
         scaled(quick_schedule() if args.quick else Schedule(), args.epochs_factor),
         early_stop_patience=args.patience, min_pixel_mm=args.min_pixel_mm,
         joint_plane_fraction=args.joint_plane_fraction,
-        appearance_fraction=args.appearance_fraction, finest_pixel_mm=args.finest_pixel_mm)
+        appearance_fraction=args.appearance_fraction, finest_pixel_mm=args.finest_pixel_mm,
+        intensity_scaling=args.intensity_scaling)
     skipped = tuple(f"-{n}" for n in {2, 4} - set(args.accurate))
     root = args.out.resolve()
     (root / "logs").mkdir(parents=True, exist_ok=True)

@@ -8,6 +8,8 @@ import torch
 
 from hipseg.core.volume import apply_affine
 from hipseg.preprocess import (
+    FIXED_CENTRE_HU,
+    FIXED_SCALE_HU,
     LATERAL_SCALE_MM,
     body_midline_x_mm,
     lateral_coordinate,
@@ -63,6 +65,39 @@ def test_network_input_channels_and_fill_values():
     assert fills.tolist() == [float(channels[0].min()), 0.0]
     single, fill = network_input(image, np.eye(4), lateral_channel=False)
     assert single.shape == (1, *image.shape) and fill.tolist() == [float(single.min())]
+
+
+def _noisier_soft_tissue(image: np.ndarray, noise_hu: float) -> np.ndarray:
+    noisy = image.copy()
+    soft = (image > -500.0) & (image < 500.0)
+    noisy[soft] = 50.0 + np.random.default_rng(1).normal(0.0, noise_hu, int(soft.sum()))
+    return noisy
+
+
+def test_fixed_scaling_gives_a_tissue_the_same_input_whatever_the_soft_tissue_noise():
+    quiet = _body_ct()
+    noisy = _noisier_soft_tissue(quiet, 60.0)
+    bone_expected = (700.0 - FIXED_CENTRE_HU) / FIXED_SCALE_HU
+    air_expected = (0.0 - FIXED_CENTRE_HU) / FIXED_SCALE_HU
+    for image in (quiet, noisy):
+        fixed = preprocess_image(image, scaling="fixed")
+        assert fixed.dtype == np.float32
+        np.testing.assert_allclose(fixed[9, 9, 9], bone_expected, rtol=1e-6)
+        np.testing.assert_allclose(fixed[0, 0, 0], air_expected, rtol=1e-6)
+    # the paper's per-scan scaling divides by the soft tissue's spread: the same bone reaches
+    # the network several times dimmer in the noisier scan
+    robust_quiet = preprocess_image(quiet)[9, 9, 9]
+    robust_noisy = preprocess_image(noisy)[9, 9, 9]
+    assert robust_quiet > 3.0 * robust_noisy > 0
+
+
+def test_network_input_passes_the_scaling_on_and_refuses_an_unknown_one():
+    image = _body_ct()
+    channels, fills = network_input(image, np.eye(4), scaling="fixed")
+    np.testing.assert_array_equal(channels[0], preprocess_image(image, scaling="fixed"))
+    assert fills[0] == float(channels[0].min())
+    with pytest.raises(ValueError, match="zscore"):
+        preprocess_image(image, scaling="zscore")
 
 
 def test_planes_outside_the_volume_get_each_channels_fill():

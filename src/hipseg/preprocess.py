@@ -1,9 +1,16 @@
-"""SPEC step 1: clip negative intensities, then robust scaling per scan.
+"""SPEC step 1: clip negative intensities, then robust scaling per scan (or a fixed HU map).
 
 The median and quartiles are taken over the voxels above the clip value, as the original
 MPUNet fits its scaler only on values above the scan's background value. Over all voxels, a CT
 with a large field of view (air, lungs, fat: often more than 75 % below 0 HU) would have
 q25 = q75 = 0 and nothing to scale by.
+
+Above 0 HU most voxels are muscle and other soft tissue, so the per-scan IQR measures how
+much the soft tissue varies (its noise, fat streaks, organs), not the bone contrast the
+network needs: on CTs of one anatomy it ranged 2-216 HU (docs/design.md), and the same bone
+reached the network 100x brighter in one scan than in another. CT numbers are calibrated
+(water 0, air -1000 HU), so the ``"fixed"`` scaling maps them by one affine map for every
+scan, as nnU-Net does for CT with its dataset-wide statistics.
 """
 
 from __future__ import annotations
@@ -13,6 +20,8 @@ import numpy as np
 from hipseg.core.errors import VolumeError
 
 __all__ = [
+    "FIXED_CENTRE_HU",
+    "FIXED_SCALE_HU",
     "body_midline_x_mm",
     "lateral_coordinate",
     "network_input",
@@ -20,6 +29,12 @@ __all__ = [
     "ras_x_mm",
     "robust_scale",
 ]
+
+#: The ``"fixed"`` scaling: ``(HU - FIXED_CENTRE_HU) / FIXED_SCALE_HU`` after clipping. The
+#: centre is soft tissue (muscle 40-60 HU) and the unit of the order of the paper's typical
+#: IQR, so the network's input stays within a few units as with the robust scaling.
+FIXED_CENTRE_HU = 50.0
+FIXED_SCALE_HU = 100.0
 
 
 def robust_scale(values: np.ndarray) -> tuple[float, float]:
@@ -39,10 +54,13 @@ def robust_scale(values: np.ndarray) -> tuple[float, float]:
     return float(median), iqr
 
 
-def preprocess_image(image: np.ndarray, clip_below_hu: float = 0.0) -> np.ndarray:
-    """Set values below ``clip_below_hu`` to it, then ``(x - median) / (q75 - q25)``.
+def preprocess_image(image: np.ndarray, clip_below_hu: float = 0.0,
+                     scaling: str = "robust") -> np.ndarray:
+    """Set values below ``clip_below_hu`` to it, then scale.
 
-    The statistics come from the voxels above ``clip_below_hu`` (see the module docstring).
+    ``scaling`` "robust" (the paper): ``(x - median) / (q75 - q25)``, the statistics from the
+    voxels above ``clip_below_hu`` (see the module docstring); "fixed":
+    ``(x - FIXED_CENTRE_HU) / FIXED_SCALE_HU``, the same for every scan.
 
     Parameters
     ----------
@@ -50,6 +68,7 @@ def preprocess_image(image: np.ndarray, clip_below_hu: float = 0.0) -> np.ndarra
         CT intensities in HU.
     clip_below_hu : float
         The paper sets negative HU to 0 (the default).
+    scaling : {"robust", "fixed"}
 
     Returns
     -------
@@ -57,6 +76,12 @@ def preprocess_image(image: np.ndarray, clip_below_hu: float = 0.0) -> np.ndarra
         A new array; the input is not modified.
     """
     clipped = np.maximum(np.asarray(image, dtype=np.float32), np.float32(clip_below_hu))
+    if scaling == "fixed":
+        clipped -= np.float32(FIXED_CENTRE_HU)
+        clipped /= np.float32(FIXED_SCALE_HU)
+        return clipped
+    if scaling != "robust":
+        raise ValueError(f"scaling must be 'robust' or 'fixed', got {scaling!r}")
     tissue = clipped[clipped > np.float32(clip_below_hu)]
     if tissue.size == 0:
         raise VolumeError(f"no intensity above {clip_below_hu:g} HU: nothing to scale by")
@@ -130,7 +155,8 @@ def _lateral_from_x(x_mm: np.ndarray, midline_x_mm: float) -> np.ndarray:
 
 
 def network_input(image_hu: np.ndarray, affine: np.ndarray, *, clip_below_hu: float = 0.0,
-                  lateral_channel: bool = True) -> tuple[np.ndarray, np.ndarray]:
+                  scaling: str = "robust", lateral_channel: bool = True
+                  ) -> tuple[np.ndarray, np.ndarray]:
     """The channels the network reads, on the scan's grid, and their values outside the scan.
 
     Parameters
@@ -139,7 +165,7 @@ def network_input(image_hu: np.ndarray, affine: np.ndarray, *, clip_below_hu: fl
         CT intensities in HU.
     affine : ndarray, shape (4, 4)
         Voxel-to-RAS affine, mm.
-    clip_below_hu : float
+    clip_below_hu, scaling
         As :func:`preprocess_image`.
     lateral_channel : bool
         Add :func:`lateral_coordinate` about :func:`body_midline_x_mm` as a second channel.
@@ -152,7 +178,7 @@ def network_input(image_hu: np.ndarray, affine: np.ndarray, *, clip_below_hu: fl
         Per channel, the value of points outside the scan: the scaled CT's minimum (air) and
         0 (the midline) for the lateral channel.
     """
-    scaled = preprocess_image(image_hu, clip_below_hu)
+    scaled = preprocess_image(image_hu, clip_below_hu, scaling)
     if not lateral_channel:
         return scaled[None], np.array([float(scaled.min())])
     # one RAS x grid serves both the midline and the channel

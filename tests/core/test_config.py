@@ -9,6 +9,7 @@ import yaml
 
 from hipseg.core.config import (
     HipsegConfig,
+    PreprocessConfig,
     TrainConfig,
     config_to_dict,
     load_config,
@@ -42,6 +43,18 @@ def test_bad_configs_name_the_key(tmp_path, edit, message):
     (tmp_path / "config.yaml").write_text(yaml.safe_dump(data))
     with pytest.raises(InputError, match=message):
         load_config(tmp_path / "config.yaml")
+
+
+def test_intensity_scaling_is_checked_and_a_model_saved_without_it_reads_as_robust(tmp_path):
+    with pytest.raises(ConfigError, match="preprocess.intensity_scaling: 'zscore'"):
+        PreprocessConfig(intensity_scaling="zscore")
+    data = config_to_dict(dataclasses.replace(
+        HipsegConfig(), preprocess=PreprocessConfig(intensity_scaling="fixed")))
+    (tmp_path / "fixed.yaml").write_text(yaml.safe_dump(data))
+    assert load_config(tmp_path / "fixed.yaml").preprocess.intensity_scaling == "fixed"
+    del data["preprocess"]["intensity_scaling"]
+    (tmp_path / "older.yaml").write_text(yaml.safe_dump(data))
+    assert load_config(tmp_path / "older.yaml").preprocess.intensity_scaling == "robust"
 
 
 def test_unsafe_yaml_is_not_executed(tmp_path):

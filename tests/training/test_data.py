@@ -8,12 +8,26 @@ import numpy as np
 import pytest
 import torch
 
-from hipseg.core.config import AugmentConfig, HipsegConfig, SamplingConfig, TrainConfig
+from hipseg.core.config import (
+    AugmentConfig,
+    HipsegConfig,
+    PreprocessConfig,
+    SamplingConfig,
+    TrainConfig,
+)
 from hipseg.core.volume import Volume
-from hipseg.training.data import PlaneSampler, TrainingScan, coarsen_dim, measure_plane_size
+from hipseg.io import find_cases, read_image, write_image, write_labels
+from hipseg.preprocess import preprocess_image
+from hipseg.training.data import (
+    PlaneSampler,
+    TrainingScan,
+    coarsen_dim,
+    load_training_scans,
+    measure_plane_size,
+)
 from hipseg.training.train import complete_geometry, sample_batch
 from hipseg.views.directions import view_directions
-from synthetic import oblique_affine
+from synthetic import blob_labels, oblique_affine
 
 
 def _scan(rng, weights: bool) -> TrainingScan:
@@ -110,3 +124,21 @@ def test_measured_plane_size_honours_the_pixel_floor_but_not_an_explicit_dim(rng
     assert by_rule.pixel_spacing_mm < 2.0
     assert complete_geometry(coarse, [scan], 8).sampling.dim == 16  # 40 mm / 2 mm = 20 -> 16
     assert complete_geometry(explicit, [scan], 8).sampling.dim == 48
+
+
+@pytest.mark.parametrize("scaling", ["robust", "fixed"])
+def test_training_scans_are_scaled_as_the_config_says(tmp_path, scaling):
+    rng = np.random.default_rng(4)
+    labels = blob_labels((16, 14, 12), rng)
+    image = np.where(labels > 0, 600.0, 40.0 + 30.0 * rng.standard_normal(labels.shape))
+    for folder in ("images", "labels"):
+        (tmp_path / folder).mkdir()
+    write_image(tmp_path / "images" / "a.nii.gz", image.astype(np.float32), oblique_affine())
+    write_labels(tmp_path / "labels" / "a.nii.gz", labels, tmp_path / "images" / "a.nii.gz")
+    config = dataclasses.replace(HipsegConfig(),
+                                 preprocess=PreprocessConfig(intensity_scaling=scaling))
+    scan, = load_training_scans(find_cases(tmp_path / "images", tmp_path / "labels"), config,
+                                torch.device("cpu"), progress=False)
+    expected = preprocess_image(read_image(tmp_path / "images" / "a.nii.gz").data,
+                                scaling=scaling)
+    np.testing.assert_array_equal(scan.image[0].numpy(), expected)

@@ -142,9 +142,13 @@ def test_train_option_reads_the_rule_and_spacings():
             finest_pixel_mm(bad)
 
 
-def test_train_refuses_several_spacings_with_an_initial_model(tmp_path, tiny_model_dir, capsys):
+@pytest.mark.parametrize("option", [("--finest-pixel-mm", "rule"),
+                                    ("--intensity-scaling", "fixed")])
+def test_train_refuses_what_an_initial_model_fixes(tmp_path, tiny_model_dir, capsys, option):
+    """The initial model's plane geometry and pre-processing are kept; asking for others is an
+    error, not silently ignored."""
     code = main(["train", str(tmp_path / "data"), "--out", str(tmp_path / "new"), "--init",
-                 str(tiny_model_dir), "--finest-pixel-mm", "rule", "--no-progress"])
+                 str(tiny_model_dir), *option, "--no-progress"])
     err = capsys.readouterr().err.strip().splitlines()
-    assert code == 2 and len(err) == 1 and "--finest-pixel-mm" in err[0] and "--init" in err[0]
+    assert code == 2 and len(err) == 1 and option[0] in err[0] and "--init" in err[0]
     assert not (tmp_path / "new").exists()

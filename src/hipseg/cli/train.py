@@ -19,9 +19,7 @@ from hipseg.cli.options import (
     weight_map_config,
 )
 from hipseg.cli.values import float_in, int_in
-from hipseg.core.config import (
-    HipsegConfig,
-)
+from hipseg.core.config import INTENSITY_SCALINGS, HipsegConfig
 from hipseg.models.registry import ARCHITECTURES
 
 __all__ = ["add_parser", "finest_pixel_mm", "run"]
@@ -81,6 +79,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    default=defaults.sampling.joint_plane_fraction, metavar="F",
                    help="fraction of training planes aimed at a joint-space voxel (background "
                         "between two bones); default %(default)s")
+    p.add_argument("--intensity-scaling", choices=INTENSITY_SCALINGS, default=None,
+                   help="how HU become the network's input: robust, the paper's per-scan "
+                        "(x - median) / IQR; fixed, one map of calibrated HU for every scan "
+                        f"(default {defaults.preprocess.intensity_scaling}; with --init the "
+                        "initial model's)")
     p.add_argument("--weight-map", action="store_true",
                    help="weight the loss by the distance weight map (off for pre-training on "
                         "coarse labels, as the paper; finetune has it on)")
@@ -98,9 +101,14 @@ def run(args: argparse.Namespace) -> None:
     if args.finest_pixel_mm != 0 and (args.init is not None or args.architecture != "unet2d"):
         raise ConfigError("--finest-pixel-mm: planes of several spacings need a 2D UNet trained "
                           "from scratch (--init keeps the initial model's plane geometry)")
+    if args.intensity_scaling is not None and args.init is not None:
+        raise ConfigError("--intensity-scaling: --init keeps the initial model's pre-processing")
     defaults = HipsegConfig()
     config = dataclasses.replace(
         defaults,
+        preprocess=dataclasses.replace(
+            defaults.preprocess,
+            intensity_scaling=args.intensity_scaling or defaults.preprocess.intensity_scaling),
         views=dataclasses.replace(defaults.views, n_views=args.views),
         sampling=dataclasses.replace(defaults.sampling, dim=args.dim,
                                      sphere_diameter_mm=args.sphere_mm,

@@ -104,16 +104,32 @@ def _check_range_pair(key: str, pair: tuple[float, float], limit: float) -> None
            f"a range (low, high) with 0 <= low <= high <= {limit:g}")
 
 
+#: How the CT's HU become the network's input (``PreprocessConfig.intensity_scaling``).
+INTENSITY_SCALINGS = ("robust", "fixed")
+
+
 @dataclass(frozen=True)
 class PreprocessConfig:
-    """SPEC step 1: values below ``clip_below_hu`` are set to it, then robust scaling per scan."""
+    """SPEC step 1: values below ``clip_below_hu`` are set to it, then scaled.
+
+    ``intensity_scaling`` "robust" is the paper's per-scan ``(x - median) / IQR``; "fixed"
+    (not in the paper) maps HU by one affine map for every scan
+    (:data:`hipseg.preprocess.FIXED_CENTRE_HU`, :data:`hipseg.preprocess.FIXED_SCALE_HU`), so
+    a tissue gives the network the same input whatever else the scan holds: the per-scan IQR
+    of the voxels above 0 HU is set by the soft tissue's noise and make-up, and measured 2-216
+    HU on CTs of the same anatomy (docs/design.md). Models saved before the field existed
+    were trained with "robust", which is why it is the default.
+    """
 
     clip_below_hu: float = 0.0
+    intensity_scaling: str = "robust"
 
     def __post_init__(self) -> None:
         # A threshold above the CT range would flatten every scan into a constant one, which
         # would then be reported as a bad scan.
         _check_between("preprocess.clip_below_hu", self.clip_below_hu, -4096.0, 3071.0)
+        _check("preprocess.intensity_scaling", self.intensity_scaling,
+               self.intensity_scaling in INTENSITY_SCALINGS, " or ".join(INTENSITY_SCALINGS))
 
 
 @dataclass(frozen=True)

@@ -34,6 +34,7 @@ def predict_probabilities_3d(model: LoadedModel, image: Volume, *, batch_size: i
     size = config.model.patch_vox
     channels, fill_values = network_input(image.data, image.affine,
                                           clip_below_hu=config.preprocess.clip_below_hu,
+                                          scaling=config.preprocess.intensity_scaling,
                                           lateral_channel=config.model.lateral_channel)
     volume = torch.from_numpy(channels).to(device)
     fill_value = tuple(fill_values.tolist())

@@ -288,6 +288,7 @@ def _fused_views(model: LoadedModel, image: Volume, regions: list[Box | None],
                 aggregator.swap_classes(config.labels.symmetric_pairs)
         channels, fill_values = network_input(seen.data, seen.affine,
                                               clip_below_hu=config.preprocess.clip_below_hu,
+                                              scaling=config.preprocess.intensity_scaling,
                                               lateral_channel=config.model.lateral_channel)
         volume = torch.from_numpy(channels).to(device)
         del channels

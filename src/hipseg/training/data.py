@@ -84,6 +84,7 @@ def load_training_scans(cases: list[Case], config: HipsegConfig, device: torch.d
         try:
             channels, fill_values = network_input(
                 image.data, image.affine, clip_below_hu=config.preprocess.clip_below_hu,
+                scaling=config.preprocess.intensity_scaling,
                 lateral_channel=config.model.lateral_channel)
         except VolumeError as err:
             raise InputError(case.image, str(err)) from None
