@@ -147,8 +147,9 @@ def appearance_augment(images: torch.Tensor, *, fraction: float,
 
     Each chosen plane becomes ``blur(contrast * x + offset) + noise``: contrast drawn
     log-uniformly from ``contrast``, the offset, the blur's sigma (pixels) and the white noise's
-    standard deviation uniformly from their ranges. ``x`` is the robust-scaled CT (SPEC step
-    1: median 0, inter-quartile range 1), so offsets and noise are in IQR units. Other
+    standard deviation uniformly from their ranges. ``x`` is the scaled CT (SPEC step 1), so
+    offsets and noise are in its units: the scan's IQR with the paper's robust scaling, 100 HU
+    with the fixed one (``preprocess.intensity_scaling``). Other
     channels (the lateral coordinate, which comes from the affine) are kept.
 
     Parameters

@@ -168,8 +168,9 @@ def joint_boxes(labels: np.ndarray, spacing_mm: tuple[float, float, float], *,
     nearest other bone sum to at most ``max_gap_mm``, so a joint the labels have closed counts
     as much as an open one. Each 26-connected component of it gets its box, grown by
     ``margin_mm`` on every side and clipped to the grid. Boxes may overlap; they are not merged,
-    because the box around two joints' boxes holds much that is neither (on a real pelvis the
-    five joints' boxes merged into one of 83-96 % of the scan, docs/accuracy.md run 9).
+    because the box around two joints' boxes holds much that is neither (in run 9 of
+    docs/accuracy.md, poor first passes and merging made one box of 83-96 % of the scan; the
+    real maps' own boxes cover 5-10 %, benchmarks/joint_boxes.py).
 
     Parameters
     ----------

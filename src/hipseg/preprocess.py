@@ -7,8 +7,9 @@ q25 = q75 = 0 and nothing to scale by.
 
 Above 0 HU most voxels are muscle and other soft tissue, so the per-scan IQR measures how
 much the soft tissue varies (its noise, fat streaks, organs), not the bone contrast the
-network needs: on CTs of one anatomy it ranged 2-216 HU (docs/design.md), and the same bone
-reached the network 100x brighter in one scan than in another. CT numbers are calibrated
+network needs: on two generators' CTs of four anatomies it ranged 2-217 HU, and the same bone
+of one anatomy reached the network up to 14x as bright on one generator's CT as on the
+other's (docs/design.md, ``benchmarks/intensity_scaling.py``). CT numbers are calibrated
 (water 0, air -1000 HU), so the ``"fixed"`` scaling maps them by one affine map for every
 scan, as nnU-Net does for CT with its dataset-wide statistics.
 """

@@ -14,7 +14,11 @@ from hipseg.demo import DemoSettings, demo_label_maps
 from hipseg.distances import distance_to_class
 from hipseg.io import read_labels
 from hipseg.phantom import LabelPhantomSettings, make_case_from_labels
-from hipseg.phantom.appearance import AppearanceRanges, draw_appearance
+from hipseg.phantom.appearance import (
+    CORTEX_OVER_CANCELLOUS_HU,
+    AppearanceRanges,
+    draw_appearance,
+)
 from hipseg.phantom.coarse import fill_joint_spaces, merge_femoral_heads
 from hipseg.phantom.ct import TISSUES, scanner_effects, tissue_image
 from hipseg.phantom.variants import (
@@ -95,6 +99,16 @@ def test_each_tissue_lies_in_its_documented_range(real_map, seed):
     body = ~np.isin(tissues, [TISSUES.index("air"), TISSUES.index("table")])
     around = ndimage.binary_dilation(real_map.data > 0, iterations=7)  # 14 mm at 2 mm voxels
     assert body[around].all()
+
+
+def test_the_cortex_is_drawn_denser_than_the_densest_cancellous_bone_it_encloses():
+    rng = np.random.default_rng(0)
+    looks = [draw_appearance(rng) for _ in range(2000)]
+    assert all(look.cortical_hu >= 1.25 * look.cancellous_hu + CORTEX_OVER_CANCELLOUS_HU
+               for look in looks)
+    # the floor bites only where the ranges overlap: the low cortex of the range is still drawn
+    low = AppearanceRanges().cortical_hu[0]
+    assert any(look.cortical_hu < low + 100.0 for look in looks)
 
 
 def test_scanner_noise_has_the_drawn_level_and_blur_spreads_an_edge():

@@ -116,8 +116,9 @@ class PreprocessConfig:
     (not in the paper) maps HU by one affine map for every scan
     (:data:`hipseg.preprocess.FIXED_CENTRE_HU`, :data:`hipseg.preprocess.FIXED_SCALE_HU`), so
     a tissue gives the network the same input whatever else the scan holds: the per-scan IQR
-    of the voxels above 0 HU is set by the soft tissue's noise and make-up, and measured 2-216
-    HU on CTs of the same anatomy (docs/design.md). Models saved before the field existed
+    of the voxels above 0 HU is set by the soft tissue's noise and make-up (2-217 HU on two
+    generators' CTs of four anatomies), and the same bone reached the network up to 14x as
+    bright on one generator's CT as on the other's (docs/design.md). Models saved before the field existed
     were trained with "robust", which is why it is the default.
     """
 
@@ -345,7 +346,8 @@ class AugmentConfig:
 
     Appearance (``hipseg.augment.appearance_augment``, not in the paper): an
     ``appearance_fraction`` of the planes get their CT channel's contrast (log-uniform range),
-    offset and white noise (robust-scaled units: 1 = the scan's inter-quartile range) and a
+    offset and white noise (units of the scaled CT: the scan's inter-quartile range with the
+    robust scaling, 100 HU with the fixed one) and a
     Gaussian blur (pixels) drawn from the ranges below; 0 turns it off. On by default: the
     training CT comes from one generator, the scans to segment from others, and on real
     anatomy it raised Dice 0.957 -> 0.970 and GapDice 0.829 -> 0.918 on the generator's own

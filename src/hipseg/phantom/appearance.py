@@ -12,7 +12,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["Appearance", "AppearanceRanges", "draw_appearance"]
+__all__ = ["CORTEX_OVER_CANCELLOUS_HU", "Appearance", "AppearanceRanges", "draw_appearance"]
+
+#: A case's cortex is at least this much denser (HU) than its densest cancellous bone (the
+#: drawn value x1.25, the top of :mod:`hipseg.phantom.ct`'s density field): the ranges
+#: overlap, and a cortex darker than the bone it encloses is not seen on CT.
+CORTEX_OVER_CANCELLOUS_HU = 100.0
 
 @dataclass(frozen=True)
 class AppearanceRanges:
@@ -134,9 +139,11 @@ def draw_appearance(rng: np.random.Generator,
         return float(rng.uniform(pair[0], pair[1]))
 
     enhanced = bool(rng.random() < r.vessel_enhanced_probability)
+    cortical_hu, cortex_mm, shaft_cortex_mm, cancellous_hu = (
+        u(r.cortical_hu), u(r.cortex_mm), u(r.shaft_cortex_mm), u(r.cancellous_hu))
     return Appearance(
-        cortical_hu=u(r.cortical_hu), cortex_mm=u(r.cortex_mm),
-        shaft_cortex_mm=u(r.shaft_cortex_mm), cancellous_hu=u(r.cancellous_hu),
+        cortical_hu=max(cortical_hu, 1.25 * cancellous_hu + CORTEX_OVER_CANCELLOUS_HU),
+        cortex_mm=cortex_mm, shaft_cortex_mm=shaft_cortex_mm, cancellous_hu=cancellous_hu,
         texture_hu=u(r.texture_hu), texture_mm=u(r.texture_mm), marrow_hu=u(r.marrow_hu),
         muscle_hu=u(r.muscle_hu), intermuscular_fat_fraction=u(r.intermuscular_fat_fraction),
         intermuscular_fat_mm=u(r.intermuscular_fat_mm), fat_hu=u(r.fat_hu),

@@ -55,7 +55,8 @@ def finetune(model_dir: Path, cases: list[Case], config: HipsegConfig, out_dir: 
     ----------
     config : HipsegConfig
         Its label table must equal the model's; its ``train``, ``weight_map`` and ``augment``
-        settings are used (labels, views, plane size and architecture are the model's).
+        settings are used (labels, views, plane size, pre-processing and architecture are the
+        model's).
     continue_training : bool
         Also train on the scans ``model_dir`` was trained on (its ``training_cases.csv``);
         a new scan with the id of an old one replaces it (a corrected label map).
