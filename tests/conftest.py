@@ -36,3 +36,12 @@ def tiny_model_dir(tmp_path):
                 module.running_var.uniform_(0.5, 2.0)
     save_model(network, config, tmp_path / "model")
     return tmp_path / "model"
+
+
+@pytest.fixture
+def unet3d_model_dir(tmp_path):
+    config = dataclasses.replace(HipsegConfig(), model=ModelConfig(
+        base_width=2, depth=1, architecture="unet3d", patch_vox=8))
+    torch.manual_seed(0)
+    save_model(build_network(config), config, tmp_path / "unet3d")
+    return tmp_path / "unet3d"

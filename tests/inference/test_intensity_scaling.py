@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 
 import numpy as np
+import pytest
 import torch
 
 from hipseg.core.config import PreprocessConfig
@@ -29,8 +30,10 @@ def _scan_scaled_alike_both_ways(rng: np.random.Generator) -> np.ndarray:
     return image.astype(np.float32)
 
 
-def test_a_fixed_model_reads_calibrated_hu_where_the_paper_s_scaling_cannot(tiny_model_dir, rng):
-    robust = load_model(tiny_model_dir, CPU)
+@pytest.mark.parametrize("model_dir", ["tiny_model_dir", "unet3d_model_dir"])
+def test_a_fixed_model_reads_calibrated_hu_where_the_paper_s_scaling_cannot(model_dir, rng,
+                                                                            request):
+    robust = load_model(request.getfixturevalue(model_dir), CPU)
     fixed = dataclasses.replace(robust, config=dataclasses.replace(
         robust.config, preprocess=PreprocessConfig(intensity_scaling="fixed")))
     image = Volume(_scan_scaled_alike_both_ways(rng), oblique_affine())

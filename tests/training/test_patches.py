@@ -2,19 +2,16 @@
 
 from __future__ import annotations
 
-import dataclasses
-
 import numpy as np
 import pytest
 import torch
 
-from hipseg.core.config import HipsegConfig, ModelConfig
 from hipseg.core.volume import Volume
 from hipseg.inference.predict3d import predict_probabilities_3d
 from hipseg.inference.volume import predict_volume
 from hipseg.models.patches import crop_patch, window_starts
 from hipseg.preprocess import network_input
-from hipseg.runtime.model_io import build_network, load_model, save_model
+from hipseg.runtime.model_io import load_model
 from synthetic import oblique_affine
 
 
@@ -36,15 +33,6 @@ def test_windows_cover_every_voxel_and_stay_inside(length, size, stride):
         covered[s : s + size] += 1
     assert covered.min() >= 1
     assert all(s >= 0 and (s + size <= length or length <= size) for s in starts)
-
-
-@pytest.fixture
-def unet3d_model_dir(tmp_path):
-    config = dataclasses.replace(HipsegConfig(), model=ModelConfig(
-        base_width=2, depth=1, architecture="unet3d", patch_vox=8))
-    torch.manual_seed(0)
-    save_model(build_network(config), config, tmp_path / "unet3d")
-    return tmp_path / "unet3d"
 
 
 def test_sliding_window_probabilities_sum_to_one(unet3d_model_dir, rng):
