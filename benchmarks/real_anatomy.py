@@ -131,7 +131,8 @@ class Schedule:
     The early-stopping patience is the paper's 5 and the appearance augmentation off, as the
     runs of docs/accuracy.md before run 7 used; ``hipseg train``'s defaults are
     ``--epochs-factor 3 --patience 15 --appearance-fraction 0.5`` of the from-scratch rows
-    (108 epochs of 40 steps at lr 2e-3).
+    (108 epochs of 40 steps at lr 2e-3). The intensity scaling is the product's; runs 1-9 used
+    the paper's robust one (``--intensity-scaling robust`` reproduces them).
     """
 
     test: int = 4

@@ -11,7 +11,8 @@ network needs: on two generators' CTs of four anatomies it ranged 2-217 HU, and 
 of one anatomy reached the network up to 14x as bright on one generator's CT as on the
 other's (docs/design.md, ``benchmarks/intensity_scaling.py``). CT numbers are calibrated
 (water 0, air -1000 HU), so the ``"fixed"`` scaling maps them by one affine map for every
-scan, as nnU-Net does for CT with its dataset-wide statistics.
+scan, as nnU-Net does for CT with its dataset-wide statistics. The product trains with it
+(``preprocess.intensity_scaling``); the functions here default to the paper's.
 """
 
 from __future__ import annotations

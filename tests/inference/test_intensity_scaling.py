@@ -33,9 +33,10 @@ def _scan_scaled_alike_both_ways(rng: np.random.Generator) -> np.ndarray:
 @pytest.mark.parametrize("model_dir", ["tiny_model_dir", "unet3d_model_dir"])
 def test_a_fixed_model_reads_calibrated_hu_where_the_paper_s_scaling_cannot(model_dir, rng,
                                                                             request):
-    robust = load_model(request.getfixturevalue(model_dir), CPU)
-    fixed = dataclasses.replace(robust, config=dataclasses.replace(
-        robust.config, preprocess=PreprocessConfig(intensity_scaling="fixed")))
+    loaded = load_model(request.getfixturevalue(model_dir), CPU)
+    robust, fixed = (dataclasses.replace(loaded, config=dataclasses.replace(
+        loaded.config, preprocess=PreprocessConfig(intensity_scaling=scaling)))
+        for scaling in ("robust", "fixed"))
     image = Volume(_scan_scaled_alike_both_ways(rng), oblique_affine())
     same = [predict_volume(model, image, progress=False).probabilities
             for model in (robust, fixed)]

@@ -20,7 +20,7 @@ CPU = torch.device("cpu")
 def _ct(rng, shape=(18, 14, 12)):
     grid = np.indices(shape).astype(float)
     bone = ((grid[0] - 7) ** 2 + (grid[1] - 6) ** 2 + (grid[2] - 5) ** 2) < 16
-    return (np.where(bone, 700.0, 40.0) + rng.normal(0, 30, shape)).astype(np.float32)
+    return (np.where(bone, 1500.0, 40.0) + rng.normal(0, 30, shape)).astype(np.float32)
 
 
 def reference_sums(model, image: Volume) -> np.ndarray:
@@ -28,6 +28,7 @@ def reference_sums(model, image: Volume) -> np.ndarray:
     config, network = model.config, model.network
     channels, fills = network_input(image.data, image.affine,
                                     clip_below_hu=config.preprocess.clip_below_hu,
+                                    scaling=config.preprocess.intensity_scaling,
                                     lateral_channel=config.model.lateral_channel)
     scaled = torch.from_numpy(channels)
     total = torch.zeros((config.labels.n_classes, *image.shape))

@@ -53,6 +53,7 @@ def test_sliding_window_equals_one_patch_on_a_small_scan(unet3d_model_dir, rng):
     image = Volume(data, np.eye(4))
     with torch.no_grad():
         channels, _ = network_input(data, image.affine, clip_below_hu=0.0,
+                                    scaling=model.config.preprocess.intensity_scaling,
                                     lateral_channel=model.config.model.lateral_channel)
         direct = torch.softmax(model.network(torch.from_numpy(channels)[None]), 1)[0].numpy()
     np.testing.assert_allclose(predict_probabilities_3d(model, image, progress=False), direct,
