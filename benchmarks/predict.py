@@ -49,7 +49,7 @@ from hipseg.io import read_image, write_labels
 from hipseg.models.unet2d import flops_per_pixel, fused_for_inference
 from hipseg.phantom import PhantomSettings, make_procedural_case
 from hipseg.postprocess import enforce_min_gap, symmetric_components_with_report
-from hipseg.preprocess import network_input
+from hipseg.preprocess import model_input
 from hipseg.runtime.device import autocast_dtype, set_threads
 from hipseg.runtime.model_io import LoadedModel, build_network, load_model, save_model
 from hipseg.training.data import coarsen_dim, measure_plane_size
@@ -200,10 +200,7 @@ def stage_table(model_dir: Path, image_path: Path, labels_path: Path,
     config, network = model.config, model.network
     t, mem, image = timed(lambda: read_image(image_path))
     rows.append(("read NIfTI", t, None, mem, ""))
-    t, mem, (channels, fills) = timed(lambda: network_input(
-        image.data, image.affine, clip_below_hu=config.preprocess.clip_below_hu,
-        scaling=config.preprocess.intensity_scaling,
-        lateral_channel=config.model.lateral_channel))
+    t, mem, (channels, fills) = timed(lambda: model_input(image.data, image.affine, config))
     rows.append(("pre-process", t, None, mem, ""))
     volume = torch.from_numpy(channels)
     fill = tuple(fills.tolist())

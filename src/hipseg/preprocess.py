@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from hipseg.core.config import HipsegConfig
 from hipseg.core.errors import VolumeError
 
 __all__ = [
@@ -26,6 +27,7 @@ __all__ = [
     "FIXED_SCALE_HU",
     "body_midline_x_mm",
     "lateral_coordinate",
+    "model_input",
     "network_input",
     "preprocess_image",
     "ras_x_mm",
@@ -187,3 +189,12 @@ def network_input(image_hu: np.ndarray, affine: np.ndarray, *, clip_below_hu: fl
     x_mm = ras_x_mm(scaled.shape, affine)
     lateral = _lateral_from_x(x_mm, _body_median_x(image_hu, x_mm, BODY_THRESHOLD_HU))
     return np.stack([scaled, lateral]), np.array([float(scaled.min()), 0.0])
+
+
+def model_input(image_hu: np.ndarray, affine: np.ndarray, config: HipsegConfig
+                ) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`network_input` with the clip, scaling and channels a model was trained with, so
+    training and every way of predicting read a scan alike."""
+    return network_input(image_hu, affine, clip_below_hu=config.preprocess.clip_below_hu,
+                         scaling=config.preprocess.intensity_scaling,
+                         lateral_channel=config.model.lateral_channel)

@@ -10,7 +10,7 @@ from tqdm import tqdm
 
 from hipseg.core.volume import Volume
 from hipseg.models.patches import crop_patch, window_starts
-from hipseg.preprocess import network_input
+from hipseg.preprocess import model_input
 from hipseg.runtime.model_io import LoadedModel
 
 __all__ = ["predict_probabilities_3d"]
@@ -32,10 +32,7 @@ def predict_probabilities_3d(model: LoadedModel, image: Volume, *, batch_size: i
     """
     config, network, device = model.config, model.network, model.device
     size = config.model.patch_vox
-    channels, fill_values = network_input(image.data, image.affine,
-                                          clip_below_hu=config.preprocess.clip_below_hu,
-                                          scaling=config.preprocess.intensity_scaling,
-                                          lateral_channel=config.model.lateral_channel)
+    channels, fill_values = model_input(image.data, image.affine, config)
     volume = torch.from_numpy(channels).to(device)
     fill_value = tuple(fill_values.tolist())
     shape = image.shape

@@ -16,7 +16,7 @@ from hipseg.crop import Box, joint_boxes
 from hipseg.fusion import ViewAggregator
 from hipseg.inference.predict3d import predict_probabilities_3d
 from hipseg.models.unet2d import fused_for_inference
-from hipseg.preprocess import body_midline_x_mm, network_input
+from hipseg.preprocess import body_midline_x_mm, model_input
 from hipseg.runtime.device import autocast_dtype, physical_memory_bytes
 from hipseg.runtime.model_io import LoadedModel
 from hipseg.views.grid import StackWindow, ViewGrid, prediction_grid, stack_window
@@ -290,10 +290,7 @@ def _fused_views(model: LoadedModel, image: Volume, regions: list[Box | None],
         if i:  # the mirrored views call the patient's right side left
             for aggregator in aggregators:
                 aggregator.swap_classes(config.labels.symmetric_pairs)
-        channels, fill_values = network_input(seen.data, seen.affine,
-                                              clip_below_hu=config.preprocess.clip_below_hu,
-                                              scaling=config.preprocess.intensity_scaling,
-                                              lateral_channel=config.model.lateral_channel)
+        channels, fill_values = model_input(seen.data, seen.affine, config)
         volume = torch.from_numpy(channels).to(device)
         del channels
         fill_value = tuple(fill_values.tolist())

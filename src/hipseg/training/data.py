@@ -14,7 +14,7 @@ from hipseg.core.config import HipsegConfig
 from hipseg.core.errors import InputError, VolumeError
 from hipseg.io import Case, read_image, read_labels
 from hipseg.io.sides import check_sides
-from hipseg.preprocess import network_input
+from hipseg.preprocess import model_input
 from hipseg.runtime.device import physical_memory_bytes
 from hipseg.training.weightmaps import cached_weight_map
 from hipseg.views.grid import ViewGrid, view_basis
@@ -82,10 +82,7 @@ def load_training_scans(cases: list[Case], config: HipsegConfig, device: torch.d
         labels = read_labels(case.labels, config.labels, reference=image)
         check_sides(case.labels, labels, config.labels, strict=strict_sides)
         try:
-            channels, fill_values = network_input(
-                image.data, image.affine, clip_below_hu=config.preprocess.clip_below_hu,
-                scaling=config.preprocess.intensity_scaling,
-                lateral_channel=config.model.lateral_channel)
+            channels, fill_values = model_input(image.data, image.affine, config)
         except VolumeError as err:
             raise InputError(case.image, str(err)) from None
         foreground_mm = _points_mm(labels.data > 0, image.affine, rng)
